@@ -1,0 +1,235 @@
+//! Typed async client for the Trellis REST API (v1).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), trellis_client::Error> {
+//! let client = trellis_client::Client::new("http://127.0.0.1:8080", "trl_…");
+//! let bytes = std::fs::read("echo.wasm").expect("a component");
+//! client.upload_function("echo", bytes).await?;
+//! let result = client.invoke_function("echo", &serde_json::json!({ "hello": "world" })).await?;
+//! assert_eq!(result.output["hello"], "world");
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What can go wrong talking to Trellis.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error body `{ "error": { code, message } }`.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable machine-readable code, e.g. `function_not_found`.
+        code: String,
+        /// Human-readable explanation.
+        message: String,
+        /// The whole `error` object (invocation failures add `retryable` and `logs`).
+        details: Value,
+    },
+    /// The request did not complete (connection refused, timeout, …).
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server answered with something that is not the documented shape.
+    #[error("unexpected response ({status}): {message}")]
+    Unexpected {
+        /// HTTP status.
+        status: u16,
+        /// What did not fit.
+        message: String,
+    },
+}
+
+/// Per-function settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSettings {
+    /// Wall-clock deadline per invocation (default 30000, max 300000).
+    pub timeout_ms: u32,
+    /// Linear memory cap (default 128, max 4096).
+    pub memory_limit_mb: u32,
+    /// Outbound HTTP destinations.
+    pub allowed_hosts: Vec<String>,
+    /// Whether the function gets an empty scratch directory at `/scratch`.
+    pub scratch_dir: bool,
+}
+
+/// A partial settings update: `None` fields keep their value.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsPatch {
+    /// New deadline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
+    /// New memory cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mb: Option<u32>,
+    /// New outbound allowlist (replaces the old one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Turn the scratch directory on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch_dir: Option<bool>,
+}
+
+/// A stored function (without its bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Function {
+    /// The functionId.
+    pub id: String,
+    /// 1 on creation, +1 whenever different bytes are uploaded.
+    pub version: i64,
+    /// Lowercase hex SHA-256 of the component.
+    pub sha256: String,
+    /// Component size.
+    pub size_bytes: i64,
+    /// First upload.
+    pub created_at: DateTime<Utc>,
+    /// Last change of bytes or settings.
+    pub updated_at: DateTime<Utc>,
+    /// How it runs.
+    pub settings: FunctionSettings,
+}
+
+/// One entry a function logged or printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// `log`, `stdout`, `stderr` or `host`.
+    pub source: String,
+    /// The text.
+    pub message: String,
+}
+
+/// A successful invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvokeResult {
+    /// The function's JSON output.
+    pub output: Value,
+    /// What it logged, in order (capped; a `host` entry says when cut).
+    pub logs: Vec<LogEntry>,
+    /// Time inside the sandbox, in milliseconds.
+    pub duration_ms: f64,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    data: Vec<T>,
+}
+
+/// A connection to one Trellis server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl Client {
+    /// `base_url` like `http://127.0.0.1:8080`; `token` is the bearer token.
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/v1{path}", self.base_url))
+            .bearer_auth(&self.token)
+    }
+
+    /// Uploads (or replaces) a component under `id`.
+    pub async fn upload_function(&self, id: &str, component: Vec<u8>) -> Result<Function, Error> {
+        let request = self
+            .request(Method::PUT, &format!("/functions/{id}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(component);
+        send(request).await
+    }
+
+    /// Every function, sorted by id.
+    pub async fn list_functions(&self) -> Result<Vec<Function>, Error> {
+        Ok(send::<List<Function>>(self.request(Method::GET, "/functions"))
+            .await?
+            .data)
+    }
+
+    /// One function's record.
+    pub async fn get_function(&self, id: &str) -> Result<Function, Error> {
+        send(self.request(Method::GET, &format!("/functions/{id}"))).await
+    }
+
+    /// Changes some settings, keeping the others.
+    pub async fn update_function_settings(&self, id: &str, patch: &SettingsPatch) -> Result<Function, Error> {
+        send(
+            self.request(Method::PATCH, &format!("/functions/{id}"))
+                .json(patch),
+        )
+        .await
+    }
+
+    /// Deletes a function.
+    pub async fn delete_function(&self, id: &str) -> Result<(), Error> {
+        let response = self
+            .request(Method::DELETE, &format!("/functions/{id}"))
+            .send()
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT => Ok(()),
+            _ => Err(api_error(response).await),
+        }
+    }
+
+    /// Invokes a function with `params` as its triggerParams (a JSON object).
+    pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
+        send(
+            self.request(Method::POST, &format!("/functions/{id}/invoke"))
+                .json(params),
+        )
+        .await
+    }
+}
+
+async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, Error> {
+    let response = request.send().await?;
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|error| Error::Unexpected {
+        status,
+        message: error.to_string(),
+    })
+}
+
+async fn api_error(response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let body: Value = match response.bytes().await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(error) => return Error::Http(error),
+    };
+    match body.get("error") {
+        Some(details) => Error::Api {
+            status,
+            code: details["code"].as_str().unwrap_or_default().to_owned(),
+            message: details["message"].as_str().unwrap_or_default().to_owned(),
+            details: details.clone(),
+        },
+        None => Error::Unexpected {
+            status,
+            message: "no error body".into(),
+        },
+    }
+}

@@ -1,0 +1,105 @@
+//! Request bodies read under a per-route byte limit, and JSON parsed into the API's
+//! error shape. Parse errors describe where and what was expected, never the value
+//! found: a body may hold a secret.
+
+use super::error::ApiError;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+/// JSON bodies: definitions and triggerParams are small; 1 MiB is generous.
+pub const JSON_LIMIT: usize = 1 << 20;
+/// Component uploads: real functions are a few MiB; 50 MiB leaves room for ones
+/// that embed data.
+pub const UPLOAD_LIMIT: usize = 50 << 20;
+
+/// Reads the whole body, or 413 once it passes `limit` bytes.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(error) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("could not read the request body: {error}"),
+        )),
+    }
+}
+
+/// A JSON body of at most [`JSON_LIMIT`] bytes. An empty body reads as `{}`, so
+/// `POST …/invoke` without a body means "no params".
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = read_limited(request.into_body(), JSON_LIMIT).await?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(ApiJson)
+            .map_err(|error| ApiError::bad_request("invalid_json", describe_json_error(&error)))
+    }
+}
+
+/// serde_json's messages quote the offending value (`invalid type: string "…"`);
+/// keep the position and the expectation, drop the value.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let position = format!("line {} column {}", error.line(), error.column());
+    let text = error.to_string();
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => text,
+        Category::Data => {
+            let detail = text.split(" at line ").next().unwrap_or_default();
+            let names_a_field = [
+                "missing field",
+                "unknown field",
+                "duplicate field",
+                "unknown variant",
+            ]
+            .iter()
+            .any(|prefix| detail.starts_with(prefix));
+            if names_a_field {
+                // These quote field names from the schema, not values.
+                format!("{detail} at {position}")
+            } else {
+                match detail.split_once(", expected ") {
+                    Some((_, expected)) => format!("invalid value at {position}: expected {expected}"),
+                    None => format!("invalid value at {position}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Settings {
+        timeout_ms: u32,
+    }
+
+    #[test]
+    fn data_errors_never_quote_the_value() {
+        let error = serde_json::from_str::<Settings>(r#"{"timeout_ms":"hunter2-secret"}"#).unwrap_err();
+        let message = describe_json_error(&error);
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("expected u32"), "{message}");
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let error = serde_json::from_str::<Settings>("{}").unwrap_err();
+        assert!(describe_json_error(&error).starts_with("missing field `timeout_ms`"));
+    }
+}

@@ -1,0 +1,127 @@
+//! The one error type at the HTTP edge: a stable snake_case `code`, a message meant
+//! for the caller, one status per variant. Internal details are logged, never
+//! returned.
+
+use crate::functions::FunctionsError;
+use crate::runtime::{InvokeError, LogEntry};
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or names something invalid.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 401: no bearer token, or the wrong one.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 404.
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// 413: the body is over the route's limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 422, 500 or 504: the function ran and failed; carries its logs.
+    #[error(transparent)]
+    Invoke(InvokeError),
+    /// 500: our fault; the details go to the log only.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FunctionsError> for ApiError {
+    fn from(error: FunctionsError) -> Self {
+        match error {
+            FunctionsError::NotFound(_) => Self::NotFound {
+                code: "function_not_found",
+                message: error.to_string(),
+            },
+            FunctionsError::InvalidId(_) => Self::bad_request("invalid_function_id", error.to_string()),
+            FunctionsError::InvalidComponent(_) => Self::bad_request("invalid_wasm", error.to_string()),
+            FunctionsError::InvalidSettings(message) => Self::bad_request("invalid_settings", message),
+            FunctionsError::Invoke(InvokeError::Internal(internal)) | FunctionsError::Internal(internal) => {
+                Self::Internal(internal)
+            }
+            FunctionsError::Invoke(invoke) => Self::Invoke(invoke),
+        }
+    }
+}
+
+fn invoke_status_and_code(error: &InvokeError) -> (StatusCode, &str) {
+    match error {
+        InvokeError::Function { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code.as_str()),
+        InvokeError::Trapped { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "function_trapped"),
+        InvokeError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "function_timeout"),
+        InvokeError::OutOfMemory { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "function_out_of_memory"),
+        InvokeError::ScratchFull { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_scratch_full"),
+        InvokeError::OutputTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_output_too_large"),
+        InvokeError::InvalidOutput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_invalid_output"),
+        InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        InvokeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn body(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest { code, message } => body(StatusCode::BAD_REQUEST, code, message),
+            Self::Unauthorized => {
+                let mut response = body(StatusCode::UNAUTHORIZED, "unauthorized", self.to_string());
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
+            Self::NotFound { code, message } => body(StatusCode::NOT_FOUND, code, message),
+            Self::PayloadTooLarge { .. } => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                self.to_string(),
+            ),
+            Self::Invoke(error) => {
+                let (status, code) = invoke_status_and_code(&error);
+                let retryable = match &error {
+                    InvokeError::Function { retryable, .. } => *retryable,
+                    InvokeError::Timeout { .. } | InvokeError::Overloaded(_) => true,
+                    _ => false,
+                };
+                let logs: &[LogEntry] = error.logs();
+                let response = json!({ "error": {
+                    "code": code,
+                    "message": error.to_string(),
+                    "retryable": retryable,
+                    "logs": logs,
+                }});
+                (status, Json(response)).into_response()
+            }
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log".into(),
+                )
+            }
+        }
+    }
+}

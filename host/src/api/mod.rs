@@ -1,0 +1,59 @@
+//! REST API v1. Each resource module exposes `router()`; this module adds bearer
+//! auth to `/v1` and mounts the unauthenticated operational routes.
+
+mod body;
+mod error;
+mod functions;
+mod ops;
+
+pub use body::describe_json_error;
+pub use error::ApiError;
+
+use crate::config::ApiToken;
+use crate::functions::Functions;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+/// Shared by every handler; clones are cheap (pools and `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub functions: Functions,
+    pub token: ApiToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(functions::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/v1", v1)
+        .merge(ops::router())
+        .fallback(|| async {
+            ApiError::NotFound {
+                code: "route_not_found",
+                message: "no such route".into(),
+            }
+        })
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if state.token.matches(token) => Ok(next.run(request).await),
+        _ => Err(ApiError::Unauthorized),
+    }
+}

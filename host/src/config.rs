@@ -1,0 +1,188 @@
+//! Typed configuration, read once at start (flags win over environment variables)
+//! and validated before anything is opened. Handlers never read the environment.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Settings shared by every command that opens the store.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Embedded database, generated API token and compiled-artifact cache.
+    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = "./trellis-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` for PostgreSQL, `sqlite://…` for another SQLite file; default:
+    /// the SQLite file in the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The database URL: the one given, else `trellis.db` in the data dir.
+    pub fn database_url(&self) -> Result<String> {
+        match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(url.clone())
+            }
+            Some(url) if url.starts_with("sqlite:") => Ok(url.clone()),
+            Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating the data dir {}", self.data_dir.display()))?;
+                Ok(format!("sqlite://{}", self.data_dir.join("trellis.db").display()))
+            }
+        }
+    }
+}
+
+/// `trellis serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the API binds.
+    #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The bootstrap admin bearer token; default: generated into the data dir.
+    #[arg(long, env = "TRELLIS_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Invocations running at once on this node; more wait in line.
+    #[arg(long, env = "TRELLIS_MAX_CONCURRENCY", default_value_t = default_concurrency())]
+    pub max_concurrency: u32,
+
+    /// How long an invocation waits for a free slot before a 503.
+    #[arg(long, env = "TRELLIS_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub queue_timeout_ms: u64,
+
+    /// Upload the example functions (echo, digest, evaluate-request) at start.
+    #[arg(long)]
+    pub preload_examples: bool,
+
+    /// Where `--preload-examples` finds the compiled examples.
+    #[arg(
+        long,
+        env = "TRELLIS_EXAMPLES_DIR",
+        default_value = "functions/target/wasm32-wasip2/release"
+    )]
+    pub examples_dir: PathBuf,
+}
+
+/// Concurrent invocations per node: enough to keep both cores busy while some calls
+/// wait on I/O, few enough that the pool's address-space reservation stays modest.
+fn default_concurrency() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (cores * 32).min(512)
+}
+
+/// Everything the server needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub api_token: ApiToken,
+    pub max_concurrency: u32,
+    pub queue_timeout: Duration,
+    pub preload_examples: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Self> {
+        if args.max_concurrency == 0 || args.max_concurrency > 4096 {
+            bail!(
+                "--max-concurrency must be between 1 and 4096 (got {})",
+                args.max_concurrency
+            );
+        }
+        let database_url = args.store.database_url()?;
+        let data_dir = args.store.data_dir;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+        let api_token = match args.api_token {
+            Some(token) => ApiToken::new(token)?,
+            None => ApiToken::load_or_generate(&data_dir)?,
+        };
+        Ok(Self {
+            listen: args.listen,
+            data_dir,
+            database_url,
+            api_token,
+            max_concurrency: args.max_concurrency,
+            queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+            preload_examples: args.preload_examples.then_some(args.examples_dir),
+        })
+    }
+}
+
+/// The bootstrap bearer token. `Debug` never prints it.
+#[derive(Clone)]
+pub struct ApiToken(String);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(********)")
+    }
+}
+
+/// File in the data dir holding the generated token.
+const TOKEN_FILE: &str = "api-token";
+
+impl ApiToken {
+    pub fn new(token: String) -> Result<Self> {
+        // Short tokens can be guessed; 16 characters is the floor for a bearer secret.
+        if token.len() < 16 {
+            bail!("TRELLIS_API_TOKEN must be at least 16 characters");
+        }
+        Ok(Self(token))
+    }
+
+    fn load_or_generate(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(token) => {
+                tracing::info!(path = %path.display(), "using the API token stored in the data dir");
+                Self::new(token.trim().to_owned())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("generating a token: {e}"))?;
+                let token = format!("trl_{}", hex::encode(bytes));
+                write_private(&path, &token)?;
+                // Printed once, to the terminal that started the server; never logged.
+                println!("Generated API token (saved to {}):\n{token}", path.display());
+                Ok(Self(token))
+            }
+            Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison, so response timing does not reveal a prefix.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Writes a file only the owner can read (0600).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

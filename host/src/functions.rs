@@ -1,0 +1,232 @@
+//! Functions as a capability: upload (validate, compile, store), settings, invoke.
+//! The REST API, the CLI's server side, the MCP server and the orchestration engine
+//! all go through here.
+
+use crate::runtime::{
+    self, Invocation, InvokeError, Limits, Outcome, PrepareError, Runtime, ValidationError,
+};
+use crate::store::{FunctionRecord, FunctionSettings, PutOutcome, Store};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest deadline a function may configure (`timeoutMs`): five minutes covers
+/// slow external APIs; longer work belongs in an orchestration.
+pub const MAX_TIMEOUT_MS: u32 = 300_000;
+/// Largest `memoryLimitMb`, matching the pool's per-slot reservation.
+pub const MAX_MEMORY_LIMIT_MB: u32 = (runtime::MAX_MEMORY_BYTES >> 20) as u32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    #[error("function `{0}` not found")]
+    NotFound(String),
+    #[error(
+        "invalid functionId `{0}`: use 1 to 63 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit"
+    )]
+    InvalidId(String),
+    #[error(transparent)]
+    InvalidComponent(#[from] ValidationError),
+    #[error("{0}")]
+    InvalidSettings(String),
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<PrepareError> for FunctionsError {
+    fn from(error: PrepareError) -> Self {
+        match error {
+            PrepareError::Invalid(invalid) => Self::InvalidComponent(invalid),
+            PrepareError::Internal(internal) => Self::Internal(internal),
+        }
+    }
+}
+
+pub type Result<T, E = FunctionsError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Functions {
+    store: Store,
+    runtime: Runtime,
+}
+
+/// `[a-z0-9][a-z0-9-_]{0,62}`.
+pub fn valid_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A partial settings update (`PATCH`): absent fields keep their value.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub timeout_ms: Option<u32>,
+    pub memory_limit_mb: Option<u32>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub scratch_dir: Option<bool>,
+}
+
+impl Functions {
+    pub fn new(store: Store, runtime: Runtime) -> Self {
+        Self { store, runtime }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Validates and compiles the component before storing it, so a component that
+    /// cannot run is never stored.
+    pub async fn upload(&self, id: &str, bytes: bytes::Bytes) -> Result<PutOutcome> {
+        check_id(id)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        self.runtime.prepare(&sha256, bytes.clone()).await?;
+        Ok(self.store.put_function(id, &bytes, &sha256).await?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<FunctionRecord> {
+        check_id(id)?;
+        self.store
+            .get_function(id)
+            .await?
+            .ok_or_else(|| FunctionsError::NotFound(id.to_owned()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionRecord>> {
+        Ok(self.store.list_functions().await?)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        match self.store.delete_function(id).await? {
+            true => Ok(()),
+            false => Err(FunctionsError::NotFound(id.to_owned())),
+        }
+    }
+
+    pub async fn update_settings(&self, id: &str, patch: SettingsPatch) -> Result<FunctionRecord> {
+        let mut settings = self.get(id).await?.settings;
+        if let Some(timeout_ms) = patch.timeout_ms {
+            if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+                return Err(FunctionsError::InvalidSettings(format!(
+                    "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
+                )));
+            }
+            settings.timeout_ms = timeout_ms;
+        }
+        if let Some(memory_limit_mb) = patch.memory_limit_mb {
+            if !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb) {
+                return Err(FunctionsError::InvalidSettings(format!(
+                    "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
+                )));
+            }
+            settings.memory_limit_mb = memory_limit_mb;
+        }
+        if let Some(allowed_hosts) = patch.allowed_hosts {
+            for host in &allowed_hosts {
+                check_allowed_host(host)?;
+            }
+            settings.allowed_hosts = allowed_hosts;
+        }
+        if let Some(scratch_dir) = patch.scratch_dir {
+            settings.scratch_dir = scratch_dir;
+        }
+        self.store
+            .update_function_settings(id, &settings)
+            .await?
+            .ok_or_else(|| FunctionsError::NotFound(id.to_owned()))
+    }
+
+    /// Invokes the current version of `invocation.function_id`.
+    pub async fn invoke(&self, invocation: &Invocation, params: &serde_json::Value) -> Result<Outcome> {
+        let record = self.get(&invocation.function_id).await?;
+        let prepared = match self.runtime.cached(&record.sha256) {
+            Some(prepared) => prepared,
+            None => self.load(&record).await?,
+        };
+        let limits = limits(&record.settings);
+        Ok(self
+            .runtime
+            .invoke(&prepared, &limits, invocation, params)
+            .await?)
+    }
+
+    /// Loads a version this process has not seen (uploaded elsewhere, or before a
+    /// restart): from the artifact cache when compiled before, else compiling.
+    async fn load(&self, record: &FunctionRecord) -> Result<Arc<runtime::Prepared>> {
+        let (stored, bytes) = self
+            .store
+            .get_function_with_bytes(&record.id)
+            .await?
+            .ok_or_else(|| FunctionsError::NotFound(record.id.clone()))?;
+        let prepared = self
+            .runtime
+            .prepare(&stored.sha256, bytes.into())
+            .await
+            .with_context(|| format!("loading stored function `{}`", record.id))
+            .map_err(FunctionsError::Internal)?;
+        Ok(prepared)
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    match valid_id(id) {
+        true => Ok(()),
+        false => Err(FunctionsError::InvalidId(id.chars().take(80).collect())),
+    }
+}
+
+/// Outbound HTTP is enforced in a later release; until then the setting is only
+/// validated and stored, so configurations written now keep working.
+fn check_allowed_host(entry: &str) -> Result<()> {
+    let valid = match entry.split_once("://") {
+        Some(("http" | "https", rest)) => !rest.is_empty() && !rest.contains('/'),
+        Some(_) => false,
+        None => entry.starts_with("*.") && entry.len() > 2 && !entry.contains('/'),
+    };
+    match valid {
+        true => Ok(()),
+        false => Err(FunctionsError::InvalidSettings(format!(
+            "allowedHosts entry `{entry}` must look like `https://api.github.com`, `http://127.0.0.1:8099` or `*.example.com`"
+        ))),
+    }
+}
+
+pub fn limits(settings: &FunctionSettings) -> Limits {
+    Limits {
+        timeout: Duration::from_millis(settings.timeout_ms.into()),
+        memory_limit_bytes: (settings.memory_limit_mb as usize) << 20,
+        scratch_dir: settings.scratch_dir,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_ids_follow_the_contract() {
+        for id in ["echo", "fn-create-github-repo", "a", "0_x", &"a".repeat(63)] {
+            assert!(valid_id(id), "{id} should be valid");
+        }
+        for id in ["", "-a", "_a", "Echo", "a b", "a/b", "é", &"a".repeat(64)] {
+            assert!(!valid_id(id), "{id} should be invalid");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_accept_origins_and_wildcards_only() {
+        for ok in ["https://api.github.com", "http://127.0.0.1:8099", "*.example.com"] {
+            assert!(check_allowed_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["api.github.com", "ftp://x", "https://x/path", "*.", "https://"] {
+            assert!(check_allowed_host(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Trellis: a WebAssembly function host with durable orchestrations.
+//!
+//! Where a request goes: [`api`] (HTTP edge) → [`functions`] (the capability) →
+//! [`runtime`] (wasmtime) and [`store`] (SQLite or PostgreSQL). [`cli`] is the
+//! command line; [`server`] wires the pieces together.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod functions;
+pub mod runtime;
+pub mod server;
+pub mod store;

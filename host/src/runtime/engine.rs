@@ -1,0 +1,99 @@
+//! The one place that narrows wasmtime to what Trellis uses. Every knob that bounds
+//! memory, time or concurrency is set here, with the reason for its value.
+
+use anyhow::{Context, Result};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A running guest checks its deadline at every tick,
+/// so this is the resolution of `timeoutMs` and the longest a busy guest can hold a
+/// tokio worker before yielding to other requests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest linear memory any function may configure (`memoryLimitMb` max 4096).
+/// Pooling reserves this much *virtual* address space per slot, never physical memory.
+pub const MAX_MEMORY_BYTES: usize = 4096 << 20;
+
+/// Which allocator the engine ended up with, for the start-up log and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+/// Builds the engine. Pooling is tried first: it pre-reserves address space for
+/// `slots` concurrent instances so instantiation is a few page-table operations.
+/// Where the address space is short (a `ulimit -v`, a small container), reserving it
+/// fails, and the engine falls back to on-demand allocation with a log line.
+pub fn build(slots: u32) -> Result<(Engine, Allocator)> {
+    match Engine::new(&config(Some(pooling(slots)))) {
+        Ok(engine) => Ok((engine, Allocator::Pooling)),
+        Err(error) => {
+            tracing::warn!(
+                error = %error,
+                slots,
+                "pooling allocator unavailable (virtual memory short?); using on-demand allocation"
+            );
+            let engine = Engine::new(&config(None))
+                .map_err(anyhow::Error::from)
+                .context("creating the wasmtime engine")?;
+            Ok((engine, Allocator::OnDemand))
+        }
+    }
+}
+
+fn config(pooling: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Deadlines are enforced by epoch interruption: a counter check at loop headers
+    // and function entries, far cheaper than fuel metering.
+    config.epoch_interruption(true);
+    // Guest memories start from a copy-on-write image of their data segments, so
+    // instantiation does not copy the heap.
+    config.memory_init_cow(true);
+    // 512 KiB of wasm stack is wasmtime's default and plenty for real functions; an
+    // unbounded recursion hits it in milliseconds and traps with a stack overflow.
+    config.max_wasm_stack(512 << 10);
+    // The fiber stack must hold the wasm stack plus host frames (WASI calls).
+    config.async_stack_size(2 << 20);
+    if let Some(pooling) = pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    config
+}
+
+fn pooling(slots: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        // A Rust wasip2 component instantiates its main module plus a few adapter
+        // and shim modules; 16 leaves room for components built by other toolchains.
+        .max_core_instances_per_component(16)
+        .total_core_instances(slots * 8)
+        .max_memories_per_component(2)
+        .total_memories(slots * 2)
+        .max_tables_per_component(8)
+        .total_tables(slots * 4)
+        // One async fiber stack per concurrent call.
+        .total_stacks(slots)
+        .max_memory_size(MAX_MEMORY_BYTES)
+        // Keep the first 64 KiB of a recycled memory resident: small functions then
+        // reuse warm pages instead of faulting them in again on every call.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    pool
+}
+
+/// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("trellis-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread at start-up");
+}

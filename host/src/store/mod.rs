@@ -1,0 +1,355 @@
+//! Persistent state behind one interface, [`Store`], with two backends: embedded SQLite
+//! (the default, a file in the data dir) and PostgreSQL (production and multi-node).
+//!
+//! Each backend implements the private [`Backend`] trait in plain SQL: one small
+//! function per statement, taking any executor, and the backend method that calls them
+//! owns the transaction. `Store` only dispatches, so the two implementations cannot
+//! drift apart in signature, and the conformance suite
+//! (`tests/tests/store_conformance.rs`) runs every case against both so they cannot
+//! drift apart in behaviour.
+//!
+//! Adding a table: a migration in both `migrations/sqlite/` and `migrations/postgres/`,
+//! methods on `Backend`, both implementations, a forwarding method on `Store`, and
+//! conformance cases.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How a function runs. Stored as JSON; ranges are validated by the API layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FunctionSettings {
+    /// Wall-clock deadline for one invocation.
+    pub timeout_ms: u32,
+    /// Cap on the guest's linear memory.
+    pub memory_limit_mb: u32,
+    /// Outbound HTTP destinations (`https://api.github.com`, `*.example.com`).
+    pub allowed_hosts: Vec<String>,
+    /// Whether the function gets an empty, size-capped scratch directory.
+    pub scratch_dir: bool,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        FunctionSettings {
+            // Long enough for a few outbound HTTP calls, short enough that a stuck
+            // function does not hold a worker for long.
+            timeout_ms: 30_000,
+            // Comfortable for typical Rust components (a few MiB of heap) while letting
+            // a 2-core host run dozens of invocations at once.
+            memory_limit_mb: 128,
+            // Sandbox default: no network, no filesystem.
+            allowed_hosts: Vec::new(),
+            scratch_dir: false,
+        }
+    }
+}
+
+/// A stored function without its bytes (which can be megabytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionRecord {
+    pub id: String,
+    /// 1 on creation, +1 on every upload of different bytes.
+    pub version: i64,
+    /// Lowercase hex SHA-256 of the bytes, as given by the caller.
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub created_at: DateTime<Utc>,
+    /// Changes on replacement and on a settings update, not on an identical upload.
+    pub updated_at: DateTime<Utc>,
+    pub settings: FunctionSettings,
+}
+
+/// What [`Store::put_function`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutOutcome {
+    /// No function had this id: stored as version 1 with default settings.
+    Created(FunctionRecord),
+    /// Different bytes replaced the stored ones: version + 1, settings kept.
+    Replaced(FunctionRecord),
+    /// The stored bytes have the same sha256: nothing was written.
+    Unchanged(FunctionRecord),
+}
+
+impl PutOutcome {
+    pub fn record(&self) -> &FunctionRecord {
+        match self {
+            PutOutcome::Created(r) | PutOutcome::Replaced(r) | PutOutcome::Unchanged(r) => r,
+        }
+    }
+
+    pub fn into_record(self) -> FunctionRecord {
+        match self {
+            PutOutcome::Created(r) | PutOutcome::Replaced(r) | PutOutcome::Unchanged(r) => r,
+        }
+    }
+}
+
+/// The database, whichever backend the URL chose. Cheap to clone: it wraps a pool.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// The operations every backend provides, one method per `Store` method. Each method
+/// is one transaction (or a single statement).
+trait Backend {
+    fn put_function(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> impl Future<Output = Result<PutOutcome>> + Send;
+
+    fn get_function(&self, id: &str) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
+
+    fn get_function_with_bytes(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<(FunctionRecord, Vec<u8>)>>> + Send;
+
+    fn list_functions(&self) -> impl Future<Output = Result<Vec<FunctionRecord>>> + Send;
+
+    fn update_function_settings(
+        &self,
+        id: &str,
+        settings: &FunctionSettings,
+    ) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
+
+    fn delete_function(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Calls the same `Backend` method on whichever backend `$store` holds.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($backend) => $call.await,
+            Store::Postgres($backend) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database at `url` and brings its schema up to date.
+    ///
+    /// `sqlite:…` (the file is created if missing, with its directory) or
+    /// `postgres://…` / `postgresql://…`. Errors name the backend and never contain
+    /// the password from the URL.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let store = SqliteStore::connect(url)
+                .await
+                .with_context(|| format!("opening SQLite database {}", redact_url(url)))?;
+            Ok(Store::Sqlite(store))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PostgresStore::connect(url)
+                .await
+                .with_context(|| format!("opening PostgreSQL database {}", redact_url(url)))?;
+            Ok(Store::Postgres(store))
+        } else {
+            bail!(
+                "unsupported database URL {}: expected sqlite://<path> or postgres://<user>@<host>/<database>",
+                redact_url(url)
+            )
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Stores `bytes` under `id` in one transaction: creates version 1 with default
+    /// settings, replaces the bytes as the next version if `sha256` differs, or writes
+    /// nothing if it is the same. Concurrent puts of the same id are serialised; none
+    /// of them fails because another created the function first.
+    pub async fn put_function(&self, id: &str, bytes: &[u8], sha256: &str) -> Result<PutOutcome> {
+        dispatch!(self, b => b.put_function(id, bytes, sha256))
+    }
+
+    pub async fn get_function(&self, id: &str) -> Result<Option<FunctionRecord>> {
+        dispatch!(self, b => b.get_function(id))
+    }
+
+    /// The record and the component bytes, for invocation and compilation.
+    pub async fn get_function_with_bytes(&self, id: &str) -> Result<Option<(FunctionRecord, Vec<u8>)>> {
+        dispatch!(self, b => b.get_function_with_bytes(id))
+    }
+
+    /// Every function ordered by id, without bytes.
+    pub async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        dispatch!(self, b => b.list_functions())
+    }
+
+    /// Replaces the settings and bumps `updated_at`; the version is unchanged because
+    /// the code is. `None` if no such function.
+    pub async fn update_function_settings(
+        &self,
+        id: &str,
+        settings: &FunctionSettings,
+    ) -> Result<Option<FunctionRecord>> {
+        dispatch!(self, b => b.update_function_settings(id, settings))
+    }
+
+    /// `true` if a function was deleted, `false` if there was none.
+    pub async fn delete_function(&self, id: &str) -> Result<bool> {
+        dispatch!(self, b => b.delete_function(id))
+    }
+
+    /// Waits for in-flight queries and closes every connection. Clones of this store
+    /// fail afterwards.
+    pub async fn close(&self) {
+        dispatch!(self, b => b.close())
+    }
+}
+
+/// `url` with any password replaced by `***`, for error messages and logs. Covers the
+/// userinfo form (`postgres://user:secret@host/db`) and the `password=` query parameter
+/// that PostgreSQL URLs also accept.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+                    None => base.to_owned(),
+                },
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// The current time at the precision both backends store (PostgreSQL keeps
+/// microseconds), so a record returned by a write equals the same record read back.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+}
+
+/// A `functions` row as both backends select it (settings as JSON text).
+#[derive(sqlx::FromRow)]
+struct FunctionRow {
+    id: String,
+    version: i64,
+    sha256: String,
+    size_bytes: i64,
+    settings: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FunctionRowWithBytes {
+    #[sqlx(flatten)]
+    row: FunctionRow,
+    bytes: Vec<u8>,
+}
+
+impl FunctionRow {
+    fn into_record(self) -> Result<FunctionRecord> {
+        let settings = serde_json::from_str(&self.settings)
+            .with_context(|| format!("stored settings of function {} are not valid", self.id))?;
+        Ok(FunctionRecord {
+            id: self.id,
+            version: self.version,
+            sha256: self.sha256,
+            size_bytes: self.size_bytes,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            settings,
+        })
+    }
+}
+
+impl FunctionRowWithBytes {
+    fn into_record_and_bytes(self) -> Result<(FunctionRecord, Vec<u8>)> {
+        Ok((self.row.into_record()?, self.bytes))
+    }
+}
+
+fn settings_json(settings: &FunctionSettings) -> Result<String> {
+    serde_json::to_string(settings).context("serialising function settings")
+}
+
+fn size_of(bytes: &[u8]) -> Result<i64> {
+    i64::try_from(bytes.len()).context("function is larger than the database can record")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords() {
+        let cases = [
+            (
+                "postgres://app:s3cr3t@db:5432/trellis",
+                "postgres://app:***@db:5432/trellis",
+            ),
+            (
+                "postgresql://app:p%40ss@db/trellis?sslmode=require",
+                "postgresql://app:***@db/trellis?sslmode=require",
+            ),
+            (
+                "postgres://db/trellis?user=app&password=s3cr3t",
+                "postgres://db/trellis?user=app&password=***",
+            ),
+            ("postgres://app@db/trellis", "postgres://app@db/trellis"),
+            (
+                "sqlite://./trellis-data/trellis.db",
+                "sqlite://./trellis-data/trellis.db",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn settings_missing_from_stored_json_take_defaults() {
+        let settings: FunctionSettings =
+            serde_json::from_str(r#"{"timeoutMs":5000}"#).expect("valid settings JSON");
+        assert_eq!(
+            settings,
+            FunctionSettings {
+                timeout_ms: 5000,
+                ..FunctionSettings::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Hostile functions get a precise error within their deadline, and the server keeps
+//! serving everyone else. Runs on both backends.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use trellis_client::{Error, SettingsPatch};
+use trellis_tests::{Backend, Options, TestServer, component, on_both_backends};
+
+on_both_backends!(
+    infinite_loop_times_out,
+    memory_bomb_hits_its_limit,
+    unbounded_recursion_traps,
+    panic_traps_with_its_message,
+    huge_output_is_refused,
+    log_flood_is_truncated_not_fatal,
+    host_files_and_env_are_invisible,
+    scratch_dir_is_private_and_fresh,
+    a_full_pool_answers_503,
+);
+
+/// Uploads `name`, applies `patch`, invokes with `params`, and returns the error's
+/// status, code and details, checking that `echo` still works afterwards.
+async fn hostile(
+    server: &TestServer,
+    name: &str,
+    patch: SettingsPatch,
+    params: Value,
+) -> (u16, String, Value) {
+    server
+        .client
+        .upload_function(name, component(name))
+        .await
+        .expect("upload");
+    server
+        .client
+        .update_function_settings(name, &patch)
+        .await
+        .expect("settings");
+    let outcome = server.client.invoke_function(name, &params).await;
+    let failure = match outcome {
+        Err(Error::Api {
+            status,
+            code,
+            details,
+            ..
+        }) => (status, code, details),
+        other => panic!("{name}: expected an API error, got {other:?}"),
+    };
+    server
+        .client
+        .upload_function("echo", component("echo"))
+        .await
+        .expect("upload echo");
+    let echo = server
+        .client
+        .invoke_function("echo", &json!({ "still": "serving" }))
+        .await;
+    assert_eq!(
+        echo.expect("echo after a hostile call").output,
+        json!({ "still": "serving" })
+    );
+    failure
+}
+
+async fn infinite_loop_times_out(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let started = Instant::now();
+    let patch = SettingsPatch {
+        timeout_ms: Some(300),
+        ..Default::default()
+    };
+    let (status, code, details) = hostile(&server, "loop-forever", patch, json!({})).await;
+    assert_eq!((status, code.as_str()), (504, "function_timeout"));
+    assert_eq!(details["retryable"], true);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the deadline was not enforced"
+    );
+}
+
+async fn memory_bomb_hits_its_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let patch = SettingsPatch {
+        memory_limit_mb: Some(32),
+        ..Default::default()
+    };
+    let (status, code, details) = hostile(&server, "memory-bomb", patch, json!({})).await;
+    assert_eq!((status, code.as_str()), (500, "function_out_of_memory"));
+    assert!(details["message"].as_str().expect("message").contains("32 MiB"));
+}
+
+async fn unbounded_recursion_traps(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, code, details) =
+        hostile(&server, "deep-recursion", SettingsPatch::default(), json!({})).await;
+    assert_eq!((status, code.as_str()), (500, "function_trapped"));
+    let message = details["message"].as_str().expect("message");
+    assert!(
+        message.contains("stack"),
+        "the trap reason names the stack: {message}"
+    );
+}
+
+async fn panic_traps_with_its_message(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let params = json!({ "message": "the flux capacitor broke" });
+    let (status, code, details) = hostile(&server, "panic", SettingsPatch::default(), params).await;
+    assert_eq!((status, code.as_str()), (500, "function_trapped"));
+    let message = details["message"].as_str().expect("message");
+    assert!(message.contains("the flux capacitor broke"), "{message}");
+}
+
+async fn huge_output_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let params = json!({ "bytes": 8 << 20 });
+    let (status, code, _) = hostile(&server, "huge-output", SettingsPatch::default(), params).await;
+    assert_eq!((status, code.as_str()), (422, "function_output_too_large"));
+    // Under the cap it is fine.
+    let ok = server
+        .client
+        .invoke_function("huge-output", &json!({ "bytes": 1000 }))
+        .await
+        .expect("small output");
+    assert_eq!(ok.output.as_str().map(str::len), Some(1000));
+}
+
+async fn log_flood_is_truncated_not_fatal(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("log-flood", component("log-flood"))
+        .await
+        .expect("upload");
+    let result = server
+        .client
+        .invoke_function("log-flood", &json!({ "count": 50000, "stdoutBytes": 1 << 20 }))
+        .await
+        .expect("a log flood still completes");
+    assert_eq!(result.output, json!({ "done": true }));
+    let total: usize = result.logs.iter().map(|entry| entry.message.len()).sum();
+    assert!(total <= 256 << 10, "logs are capped, got {total} bytes");
+    let notice = result.logs.last().expect("a truncation notice");
+    assert_eq!(notice.source, "host");
+    assert!(notice.message.starts_with("log truncated"), "{}", notice.message);
+}
+
+async fn host_files_and_env_are_invisible(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, code, details) = hostile(
+        &server,
+        "read-file",
+        SettingsPatch::default(),
+        json!({ "path": "/etc/passwd" }),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (422, "io_error"), "{details}");
+
+    server
+        .client
+        .upload_function("read-env", component("read-env"))
+        .await
+        .expect("upload");
+    let result = server
+        .client
+        .invoke_function("read-env", &json!({}))
+        .await
+        .expect("invoke");
+    assert_eq!(
+        result.output["vars"],
+        json!({}),
+        "no host environment reaches the guest"
+    );
+    assert_eq!(result.output["args"], json!([]));
+}
+
+async fn scratch_dir_is_private_and_fresh(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("read-file", component("read-file"))
+        .await
+        .expect("upload");
+    let patch = SettingsPatch {
+        scratch_dir: Some(true),
+        ..Default::default()
+    };
+    server
+        .client
+        .update_function_settings("read-file", &patch)
+        .await
+        .expect("settings");
+
+    let first = server
+        .client
+        .invoke_function("read-file", &json!({ "write": "hello scratch" }))
+        .await
+        .expect("write");
+    assert_eq!(first.output["readBack"], "hello scratch");
+    assert_eq!(first.output["entries"], json!(["note.txt"]));
+
+    // The next invocation starts empty: it sees only what it writes itself.
+    let second = server
+        .client
+        .invoke_function("read-file", &json!({ "write": "again" }))
+        .await
+        .expect("write");
+    assert_eq!(second.output["entries"], json!(["note.txt"]));
+    assert_eq!(second.output["readBack"], "again");
+
+    // Host files stay invisible with a scratch dir too.
+    let outside = server
+        .client
+        .invoke_function("read-file", &json!({ "path": "/etc/passwd" }))
+        .await;
+    assert!(
+        matches!(outside, Err(Error::Api { status: 422, .. })),
+        "{outside:?}"
+    );
+    // Nothing is left on the host afterwards.
+    let leftovers = std::fs::read_dir(server.data_dir().join("scratch")).map_or(0, |dir| dir.count());
+    assert_eq!(leftovers, 0, "scratch directories are removed after each call");
+}
+
+async fn a_full_pool_answers_503(backend: Backend) {
+    let options = Options {
+        max_concurrency: 1,
+        queue_timeout: Duration::from_millis(200),
+    };
+    let server = TestServer::start_with(backend, options).await;
+    server
+        .client
+        .upload_function("loop-forever", component("loop-forever"))
+        .await
+        .expect("upload");
+    server
+        .client
+        .upload_function("echo", component("echo"))
+        .await
+        .expect("upload");
+    let patch = SettingsPatch {
+        timeout_ms: Some(2000),
+        ..Default::default()
+    };
+    server
+        .client
+        .update_function_settings("loop-forever", &patch)
+        .await
+        .expect("settings");
+
+    let client = server.client.clone();
+    let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = server.client.invoke_function("echo", &json!({})).await;
+    assert!(
+        matches!(&refused, Err(Error::Api { status: 503, code, .. }) if code == "overloaded"),
+        "{refused:?}"
+    );
+
+    let timed_out = busy.await.expect("join");
+    assert!(
+        matches!(timed_out, Err(Error::Api { status: 504, .. })),
+        "{timed_out:?}"
+    );
+    server
+        .client
+        .invoke_function("echo", &json!({ "a": 1 }))
+        .await
+        .expect("the slot is free again");
+}
