@@ -5,7 +5,7 @@
 pub mod db;
 pub mod server;
 
-pub use server::{Backend, Options, TestServer};
+pub use server::{Backend, Options, TOKEN, TestServer};
 
 /// Where `build.rs` put the components built from `functions/`.
 pub const FUNCTIONS_DIR: &str = env!("TRELLIS_FUNCTIONS_DIR");

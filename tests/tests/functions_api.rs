@@ -22,7 +22,7 @@ on_both_backends!(
 );
 
 /// The `code` of an API error, or a panic describing what came instead.
-fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String, Value) {
+fn api_error<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String, Value) {
     match result {
         Err(Error::Api {
             status,
@@ -78,7 +78,7 @@ async fn upload_then_invoke_echo(backend: Backend) {
     assert_eq!(response.json::<Value>().await.expect("body")["output"], json!({}));
 
     // triggerParams must be an object.
-    let (status, code, _) = code(server.client.invoke_function("echo", &json!([1, 2])).await);
+    let (status, code, _) = api_error(server.client.invoke_function("echo", &json!([1, 2])).await);
     assert_eq!((status, code.as_str()), (400, "invalid_params"));
 }
 
@@ -183,7 +183,7 @@ async fn settings_are_validated_and_kept(backend: Backend) {
             ..Default::default()
         },
     ] {
-        let (status, code, _) = code(server.client.update_function_settings("echo", &bad).await);
+        let (status, code, _) = api_error(server.client.update_function_settings("echo", &bad).await);
         assert_eq!((status, code.as_str()), (400, "invalid_settings"), "{bad:?}");
     }
     let response = server
@@ -213,12 +213,12 @@ async fn settings_are_validated_and_kept(backend: Backend) {
 
 async fn unknown_and_invalid_ids(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (status, code, _) = code(server.client.get_function("nope").await);
+    let (status, code, _) = api_error(server.client.get_function("nope").await);
     assert_eq!((status, code.as_str()), (404, "function_not_found"));
-    let (status, code, _) = code(server.client.invoke_function("nope", &json!({})).await);
+    let (status, code, _) = api_error(server.client.invoke_function("nope", &json!({})).await);
     assert_eq!((status, code.as_str()), (404, "function_not_found"));
     for bad in ["Upper", "-dash", "a.b", &"x".repeat(64)] {
-        let (status, code, _) = code(server.client.upload_function(bad, component("echo")).await);
+        let (status, code, _) = api_error(server.client.upload_function(bad, component("echo")).await);
         assert_eq!((status, code.as_str()), (400, "invalid_function_id"), "{bad}");
     }
     let response = server
@@ -278,7 +278,7 @@ async fn requests_need_the_bearer_token(backend: Backend) {
 
 async fn invalid_components_are_refused_and_not_stored(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (status, code, details) = code(
+    let (status, code, details) = api_error(
         server
             .client
             .upload_function("bad", b"definitely not wasm".to_vec())
@@ -294,7 +294,7 @@ async fn invalid_components_are_refused_and_not_stored(backend: Backend) {
 
     // A valid, empty core module: wasm, but not a component.
     let core_module = b"\0asm\x01\0\0\0".to_vec();
-    let (status, _, details) = code(server.client.upload_function("bad", core_module).await);
+    let (status, _, details) = api_error(server.client.upload_function("bad", core_module).await);
     assert_eq!(status, 400);
     assert!(
         details["message"]
@@ -304,7 +304,7 @@ async fn invalid_components_are_refused_and_not_stored(backend: Backend) {
     );
 
     // A component header followed by garbage.
-    let (status, code, _) = code(
+    let (status, code, _) = api_error(
         server
             .client
             .upload_function("bad", b"\0asm\x0d\0\x01\0garbage".to_vec())
@@ -313,7 +313,7 @@ async fn invalid_components_are_refused_and_not_stored(backend: Backend) {
     assert_eq!((status, code.as_str()), (400, "invalid_wasm"));
 
     // A real component, but a CLI command rather than a Trellis function.
-    let (status, code, details) = code(
+    let (status, code, details) = api_error(
         server
             .client
             .upload_function("bad", component("plain-command"))
@@ -352,7 +352,7 @@ async fn oversized_bodies_get_413(backend: Backend) {
     );
 
     let huge_params = json!({ "blob": "x".repeat(1 << 20) });
-    let (status, code, _) = code(server.client.invoke_function("echo", &huge_params).await);
+    let (status, code, _) = api_error(server.client.invoke_function("echo", &huge_params).await);
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     // Still serving.
     server
@@ -434,9 +434,9 @@ async fn deleted_functions_are_gone(backend: Backend) {
         .collect();
     assert_eq!(ids, ["digest", "echo"]);
     server.client.delete_function("echo").await.expect("delete");
-    let (status, _, _) = code(server.client.invoke_function("echo", &json!({})).await);
+    let (status, _, _) = api_error(server.client.invoke_function("echo", &json!({})).await);
     assert_eq!(status, 404);
-    let (status, _, _) = code(server.client.delete_function("echo").await);
+    let (status, _, _) = api_error(server.client.delete_function("echo").await);
     assert_eq!(status, 404);
     server
         .client

@@ -45,6 +45,15 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// The most recent panic message the guest SDK logged, to explain a trap.
+pub fn panic_message(entries: &[LogEntry]) -> Option<&str> {
+    entries
+        .iter()
+        .rev()
+        .find(|entry| entry.level == Level::Error && entry.source == Source::Log)
+        .and_then(|entry| entry.message.strip_prefix("panic: "))
+}
+
 /// Shared between the store's host functions and its stdout/stderr streams.
 #[derive(Clone, Default)]
 pub struct LogCollector(Arc<Mutex<Collected>>);
@@ -109,16 +118,6 @@ impl LogCollector {
             });
         }
         entries
-    }
-
-    /// The most recent panic message the guest SDK logged, to explain a trap.
-    pub fn panic_message(&self) -> Option<String> {
-        self.lock()
-            .entries
-            .iter()
-            .rev()
-            .find(|entry| entry.level == Level::Error && entry.message.starts_with("panic: "))
-            .map(|entry| entry.message["panic: ".len()..].to_owned())
     }
 
     pub fn stream(&self, source: Source) -> CapturedStream {

@@ -304,7 +304,7 @@ impl Runtime {
             if Instant::now() >= deadline {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            if ticks % scratch::CHECK_EVERY_TICKS == 0
+            if ticks.is_multiple_of(scratch::CHECK_EVERY_TICKS)
                 && let Some(scratch) = &sandbox.data().scratch
                 && scratch.over_cap()
             {
@@ -402,7 +402,7 @@ fn classify_failure(
         },
         Some(trap) => {
             let mut reason = trap.to_string();
-            if let Some(panic) = sandbox.logs.panic_message() {
+            if let Some(panic) = logs::panic_message(&logs) {
                 reason = format!("{reason} ({panic})");
             }
             InvokeError::Trapped { reason, logs }
