@@ -9,7 +9,7 @@ use crate::store::{FunctionRecord, FunctionSettings, PutOutcome, Store};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest deadline a function may configure (`timeoutMs`): five minutes covers
 /// slow external APIs; longer work belongs in an orchestration.
@@ -50,6 +50,42 @@ pub type Result<T, E = FunctionsError> = std::result::Result<T, E>;
 pub struct Functions {
     store: Store,
     runtime: Runtime,
+    records: Arc<RecordCache>,
+}
+
+/// How long an invoke may use a function record without asking the database again.
+/// Writes through this node take effect at once (they evict the entry); a function
+/// replaced through another node is picked up here within this window. Saves a
+/// database round trip on every hot-path invocation.
+const RECORD_TTL: Duration = Duration::from_secs(1);
+
+/// Function records recently read for invocation, keyed by functionId.
+#[derive(Default)]
+struct RecordCache(std::sync::Mutex<std::collections::HashMap<String, (FunctionRecord, Instant)>>);
+
+impl RecordCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (FunctionRecord, Instant)>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fresh(&self, id: &str) -> Option<FunctionRecord> {
+        let cache = self.lock();
+        let (record, read_at) = cache.get(id)?;
+        (read_at.elapsed() < RECORD_TTL).then(|| record.clone())
+    }
+
+    fn insert(&self, record: FunctionRecord) {
+        let mut cache = self.lock();
+        // Stale entries of functions no longer invoked would otherwise accumulate.
+        cache.retain(|_, (_, read_at)| read_at.elapsed() < RECORD_TTL);
+        cache.insert(record.id.clone(), (record, Instant::now()));
+    }
+
+    fn evict(&self, id: &str) {
+        self.lock().remove(id);
+    }
 }
 
 /// `[a-z0-9][a-z0-9-_]{0,62}`.
@@ -74,7 +110,11 @@ pub struct SettingsPatch {
 
 impl Functions {
     pub fn new(store: Store, runtime: Runtime) -> Self {
-        Self { store, runtime }
+        Self {
+            store,
+            runtime,
+            records: Arc::default(),
+        }
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -87,7 +127,9 @@ impl Functions {
         check_id(id)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         self.runtime.prepare(&sha256, bytes.clone()).await?;
-        Ok(self.store.put_function(id, &bytes, &sha256).await?)
+        let outcome = self.store.put_function(id, &bytes, &sha256).await?;
+        self.records.evict(id);
+        Ok(outcome)
     }
 
     pub async fn get(&self, id: &str) -> Result<FunctionRecord> {
@@ -104,6 +146,7 @@ impl Functions {
 
     pub async fn delete(&self, id: &str) -> Result<()> {
         check_id(id)?;
+        self.records.evict(id);
         match self.store.delete_function(id).await? {
             true => Ok(()),
             false => Err(FunctionsError::NotFound(id.to_owned())),
@@ -137,15 +180,21 @@ impl Functions {
         if let Some(scratch_dir) = patch.scratch_dir {
             settings.scratch_dir = scratch_dir;
         }
-        self.store
-            .update_function_settings(id, &settings)
-            .await?
-            .ok_or_else(|| FunctionsError::NotFound(id.to_owned()))
+        let updated = self.store.update_function_settings(id, &settings).await?;
+        self.records.evict(id);
+        updated.ok_or_else(|| FunctionsError::NotFound(id.to_owned()))
     }
 
     /// Invokes the current version of `invocation.function_id`.
     pub async fn invoke(&self, invocation: &Invocation, params: &serde_json::Value) -> Result<Outcome> {
-        let record = self.get(&invocation.function_id).await?;
+        let record = match self.records.fresh(&invocation.function_id) {
+            Some(record) => record,
+            None => {
+                let record = self.get(&invocation.function_id).await?;
+                self.records.insert(record.clone());
+                record
+            }
+        };
         let prepared = match self.runtime.cached(&record.sha256) {
             Some(prepared) => prepared,
             None => self.load(&record).await?,

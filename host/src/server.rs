@@ -82,7 +82,7 @@ async fn preload_examples(functions: &Functions, dir: &Path) -> Result<()> {
         let path = dir.join(format!("{}.wasm", id.replace('-', "_")));
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
-                "reading example {} (build the examples first: cargo build --release --manifest-path functions/Cargo.toml)",
+                "reading example {} (build the examples first: cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml)",
                 path.display()
             )
         })?;

@@ -1,0 +1,178 @@
+//! The `trellis` binary as a user runs it: `serve --preload-examples` on the embedded
+//! default, a generated token printed once and stored 0600, and every `functions`
+//! subcommand against that server.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
+
+fn examples_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip2/release");
+    assert!(
+        dir.join("echo.wasm").exists(),
+        "build the examples first: cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml"
+    );
+    dir
+}
+
+/// A `trellis serve` child process, killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+    /// What the server printed on stdout by the time it was listening.
+    stdout: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path, stdout_file: &Path) -> Serve {
+    let mut child = Command::new(TRELLIS)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--preload-examples",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .arg("--examples-dir")
+        .arg(examples_dir())
+        .env_remove("DATABASE_URL")
+        .env_remove("TRELLIS_API_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(stdout_file).expect("stdout file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning trellis serve");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut url = None;
+    for line in stderr.lines() {
+        let line = line.expect("stderr line");
+        assert!(!line.contains("ERROR"), "serve failed: {line}");
+        if line.contains("trellis listening")
+            && let Some(addr) = line.split("addr=").nth(1)
+        {
+            url = Some(format!(
+                "http://{}",
+                addr.split_whitespace().next().expect("an address")
+            ));
+            break;
+        }
+    }
+    let url = url.expect("trellis serve never reported its address");
+    let stdout = std::fs::read_to_string(stdout_file).expect("stdout");
+    Serve { child, url, stdout }
+}
+
+fn cli(data_dir: &Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(TRELLIS)
+        .args(args)
+        .args(["--url", url, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("TRELLIS_API_TOKEN")
+        .output()
+        .expect("running the CLI");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}
+
+#[test]
+fn serve_with_examples_and_drive_it_from_the_cli() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let server = serve(data.path(), &logs.path().join("first.out"));
+
+    let token_file = data.path().join("api-token");
+    let token = std::fs::read_to_string(&token_file).expect("a generated token");
+    assert!(
+        server.stdout.contains(token.trim()),
+        "the token is printed at generation"
+    );
+    let mode = std::fs::metadata(&token_file)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "only the owner may read the token");
+
+    let (ok, out, err) = cli(data.path(), &server.url, &["functions", "list"]);
+    assert!(ok, "{err}");
+    let ids: Vec<_> = json(&out)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
+    assert_eq!(ids, ["digest", "echo", "evaluate-request"]);
+
+    let request = r#"{"org":"acme","name":"payments-api"}"#;
+    let (ok, out, err) = cli(
+        data.path(),
+        &server.url,
+        &["functions", "invoke", "evaluate-request", request],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["output"]["decision"], "approve");
+
+    let echo = examples_dir().join("echo.wasm");
+    let echo = echo.to_str().expect("a UTF-8 path");
+    let (ok, out, err) = cli(
+        data.path(),
+        &server.url,
+        &["functions", "upload", "my-echo", echo],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["version"], 1);
+
+    let (ok, out, err) = cli(
+        data.path(),
+        &server.url,
+        &["functions", "settings", "my-echo", "--timeout-ms", "1500"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["settings"]["timeoutMs"], 1500);
+
+    let (ok, out, err) = cli(data.path(), &server.url, &["functions", "get", "my-echo"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["settings"]["timeoutMs"], 1500);
+
+    let (ok, _, err) = cli(data.path(), &server.url, &["functions", "delete", "my-echo"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(data.path(), &server.url, &["functions", "get", "my-echo"]);
+    assert!(!ok);
+    assert!(err.contains("function_not_found"), "{err}");
+
+    let (ok, _, err) = cli(
+        data.path(),
+        &server.url,
+        &["functions", "invoke", "echo", "{not json"],
+    );
+    assert!(!ok);
+    assert!(err.contains("params are not JSON"), "{err}");
+
+    // A restart reuses the stored token and does not print it again.
+    drop(server);
+    let again = serve(data.path(), &logs.path().join("second.out"));
+    assert!(
+        !again.stdout.contains(token.trim()),
+        "the token is printed only once"
+    );
+    let (ok, _, err) = cli(data.path(), &again.url, &["functions", "get", "echo"]);
+    assert!(ok, "{err}");
+}
