@@ -126,11 +126,35 @@ struct List<T> {
 }
 
 /// A connection to one Trellis server. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
     token: String,
+}
+
+/// The token is a credential: never printed.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("token", &"********")
+            .finish()
+    }
+}
+
+/// An id as one URL path segment: anything but letters, digits, `-`, `_` and `~` is
+/// percent-encoded (dots too), so `..` or `a?b` cannot change which route is called.
+fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 impl Client {
@@ -152,7 +176,7 @@ impl Client {
     /// Uploads (or replaces) a component under `id`.
     pub async fn upload_function(&self, id: &str, component: Vec<u8>) -> Result<Function, Error> {
         let request = self
-            .request(Method::PUT, &format!("/functions/{id}"))
+            .request(Method::PUT, &format!("/functions/{}", segment(id)))
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(component);
         send(request).await
@@ -167,13 +191,13 @@ impl Client {
 
     /// One function's record.
     pub async fn get_function(&self, id: &str) -> Result<Function, Error> {
-        send(self.request(Method::GET, &format!("/functions/{id}"))).await
+        send(self.request(Method::GET, &format!("/functions/{}", segment(id)))).await
     }
 
     /// Changes some settings, keeping the others.
     pub async fn update_function_settings(&self, id: &str, patch: &SettingsPatch) -> Result<Function, Error> {
         send(
-            self.request(Method::PATCH, &format!("/functions/{id}"))
+            self.request(Method::PATCH, &format!("/functions/{}", segment(id)))
                 .json(patch),
         )
         .await
@@ -182,7 +206,7 @@ impl Client {
     /// Deletes a function.
     pub async fn delete_function(&self, id: &str) -> Result<(), Error> {
         let response = self
-            .request(Method::DELETE, &format!("/functions/{id}"))
+            .request(Method::DELETE, &format!("/functions/{}", segment(id)))
             .send()
             .await?;
         match response.status() {
@@ -194,7 +218,7 @@ impl Client {
     /// Invokes a function with `params` as its triggerParams (a JSON object).
     pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
         send(
-            self.request(Method::POST, &format!("/functions/{id}/invoke"))
+            self.request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
                 .json(params),
         )
         .await
@@ -231,5 +255,22 @@ async fn api_error(response: reqwest::Response) -> Error {
             status,
             message: "no error body".into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_escape_their_path_segment() {
+        assert_eq!(segment("fn-create_repo"), "fn-create_repo");
+        assert_eq!(segment("../admin?x=1"), "%2E%2E%2Fadmin%3Fx%3D1");
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let client = Client::new("http://127.0.0.1:1", "trl_supersecret");
+        assert!(!format!("{client:?}").contains("supersecret"));
     }
 }

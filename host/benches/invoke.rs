@@ -26,6 +26,7 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         scratch_root: dir.join("scratch"),
         max_concurrency: 64,
         queue_timeout: Duration::from_secs(10),
+        memory_budget_mb: 16 << 10,
     })
     .expect("runtime")
 }
@@ -51,14 +52,14 @@ fn invoke_echo(c: &mut Criterion) {
         attempt: 1,
         idempotency_key: "bench".into(),
     };
-    let params = json!({ "repository": "trellis", "private": true, "count": 3 });
+    let params = json!({ "repository": "trellis", "private": true, "count": 3 }).to_string();
     c.bench_function("instantiate + call echo", |b| {
         b.to_async(&tokio).iter(|| async {
             let outcome = runtime
                 .invoke(&prepared, &limits, &invocation, &params)
                 .await
                 .expect("invoke");
-            assert_eq!(outcome.output, params);
+            assert_eq!(outcome.output.get(), params);
         })
     });
 }

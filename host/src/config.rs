@@ -16,7 +16,7 @@ pub struct StoreArgs {
 
     /// `postgres://…` for PostgreSQL, `sqlite://…` for another SQLite file; default:
     /// the SQLite file in the data dir.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -30,8 +30,7 @@ impl StoreArgs {
             Some(url) if url.starts_with("sqlite:") => Ok(url.clone()),
             Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
             None => {
-                std::fs::create_dir_all(&self.data_dir)
-                    .with_context(|| format!("creating the data dir {}", self.data_dir.display()))?;
+                create_private_dir(&self.data_dir)?;
                 Ok(format!("sqlite://{}", self.data_dir.join("trellis.db").display()))
             }
         }
@@ -56,9 +55,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TRELLIS_MAX_CONCURRENCY", default_value_t = default_concurrency())]
     pub max_concurrency: u32,
 
-    /// How long an invocation waits for a free slot before a 503.
+    /// How long an invocation waits for a free slot before a 503. Ten seconds
+    /// absorbs a burst without letting clients hang on a saturated node.
     #[arg(long, env = "TRELLIS_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
     pub queue_timeout_ms: u64,
+
+    /// Guest memory (the sum of running calls' `memoryLimitMb`) this node allows at
+    /// once; calls over it wait in line. Default: three quarters of physical memory.
+    #[arg(long, env = "TRELLIS_MEMORY_BUDGET_MB", default_value_t = default_memory_budget_mb())]
+    pub memory_budget_mb: u32,
 
     /// Upload the example functions (echo, digest, evaluate-request) at start.
     #[arg(long)]
@@ -80,8 +85,20 @@ fn default_concurrency() -> u32 {
     (cores * 32).min(512)
 }
 
+/// Three quarters of physical memory leaves the rest for the host process, the
+/// database and the page cache.
+fn default_memory_budget_mb() -> u32 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|meminfo| {
+        let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    // Without /proc, assume a small machine.
+    let total_mb = total_kb.map_or(4096, |kb| kb / 1024);
+    u32::try_from(total_mb * 3 / 4).unwrap_or(u32::MAX)
+}
+
 /// Everything the server needs, resolved and validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -89,7 +106,24 @@ pub struct Config {
     pub api_token: ApiToken,
     pub max_concurrency: u32,
     pub queue_timeout: Duration,
+    pub memory_budget_mb: u32,
     pub preload_examples: Option<PathBuf>,
+}
+
+/// By hand, so the database password never reaches a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &crate::store::redact_url(&self.database_url))
+            .field("api_token", &self.api_token)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("queue_timeout", &self.queue_timeout)
+            .field("memory_budget_mb", &self.memory_budget_mb)
+            .field("preload_examples", &self.preload_examples)
+            .finish()
+    }
 }
 
 impl Config {
@@ -102,8 +136,7 @@ impl Config {
         }
         let database_url = args.store.database_url()?;
         let data_dir = args.store.data_dir;
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+        create_private_dir(&data_dir)?;
         let api_token = match args.api_token {
             Some(token) => ApiToken::new(token)?,
             None => ApiToken::load_or_generate(&data_dir)?,
@@ -115,6 +148,7 @@ impl Config {
             api_token,
             max_concurrency: args.max_concurrency,
             queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+            memory_budget_mb: args.memory_budget_mb,
             preload_examples: args.preload_examples.then_some(args.examples_dir),
         })
     }
@@ -162,15 +196,21 @@ impl ApiToken {
         }
     }
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
     /// Constant-time comparison, so response timing does not reveal a prefix.
     pub fn matches(&self, presented: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), presented.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+}
+
+/// The data dir holds the database, the token and compiled code: owner only (0700).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data dir {}", dir.display()))
 }
 
 /// Writes a file only the owner can read (0600).

@@ -186,7 +186,8 @@ impl Functions {
     }
 
     /// Invokes the current version of `invocation.function_id`.
-    pub async fn invoke(&self, invocation: &Invocation, params: &serde_json::Value) -> Result<Outcome> {
+    /// `params` is the triggerParams object as JSON text.
+    pub async fn invoke(&self, invocation: &Invocation, params: &str) -> Result<Outcome> {
         let record = match self.records.fresh(&invocation.function_id) {
             Some(record) => record,
             None => {

@@ -45,6 +45,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         scratch_root: config.data_dir.join("scratch"),
         max_concurrency: config.max_concurrency,
         queue_timeout: config.queue_timeout,
+        memory_budget_mb: config.memory_budget_mb,
     })?;
     let functions = Functions::new(store.clone(), runtime);
     if let Some(dir) = &config.preload_examples {

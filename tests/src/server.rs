@@ -68,6 +68,7 @@ impl TestServer {
             api_token: ApiToken::new(TOKEN.to_owned()).expect("a valid token"),
             max_concurrency: options.max_concurrency,
             queue_timeout: options.queue_timeout,
+            memory_budget_mb: 8192,
             preload_examples: None,
         };
         let running = trellis::server::start(config).await.expect("starting the server");

@@ -66,6 +66,20 @@ async fn upload_then_invoke_echo(backend: Backend) {
     assert_eq!(result.output, params);
     assert!(result.duration_ms > 0.0);
 
+    // Passed through exactly: numbers beyond f64 and key order survive the round trip.
+    let exact =
+        r#"{"zeta":1,"big":123456789012345678901234567890,"precise":0.1000000000000000055511151231257827}"#;
+    let response = server
+        .http
+        .post(server.url("/v1/functions/echo/invoke"))
+        .bearer_auth(TOKEN)
+        .body(exact)
+        .send()
+        .await
+        .expect("invoke");
+    let text = response.text().await.expect("body");
+    assert!(text.starts_with(&format!(r#"{{"output":{exact},"#)), "{text}");
+
     // No body at all means empty triggerParams.
     let response = server
         .http

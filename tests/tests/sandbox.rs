@@ -15,7 +15,10 @@ on_both_backends!(
     log_flood_is_truncated_not_fatal,
     host_files_and_env_are_invisible,
     scratch_dir_is_private_and_fresh,
+    scratch_dir_is_capped,
+    stdout_and_stderr_are_captured,
     a_full_pool_answers_503,
+    a_full_pool_queues_before_refusing,
 );
 
 /// Uploads `name`, applies `patch`, invokes with `params`, and returns the error's
@@ -64,18 +67,36 @@ async fn hostile(
 
 async fn infinite_loop_times_out(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let started = Instant::now();
+    server
+        .client
+        .upload_function("loop-forever", component("loop-forever"))
+        .await
+        .expect("upload");
     let patch = SettingsPatch {
         timeout_ms: Some(300),
         ..Default::default()
     };
-    let (status, code, details) = hostile(&server, "loop-forever", patch, json!({})).await;
-    assert_eq!((status, code.as_str()), (504, "function_timeout"));
-    assert_eq!(details["retryable"], true);
+    server
+        .client
+        .update_function_settings("loop-forever", &patch)
+        .await
+        .expect("settings");
+    let started = Instant::now();
+    let outcome = server.client.invoke_function("loop-forever", &json!({})).await;
+    let elapsed = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the deadline was not enforced"
+        matches!(&outcome, Err(Error::Api { status: 504, code, details, .. }) if code == "function_timeout" && details["retryable"] == true),
+        "{outcome:?}"
     );
+    // Stopped at its deadline: not before, and not much after (epoch ticks are 10 ms;
+    // the rest is HTTP and a loaded 2-core machine).
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_millis(1500), "stopped late: {elapsed:?}");
+    let echo = server.client.upload_function("echo", component("echo")).await;
+    echo.expect("the server still serves");
 }
 
 async fn memory_bomb_hits_its_limit(backend: Backend) {
@@ -203,27 +224,105 @@ async fn scratch_dir_is_private_and_fresh(backend: Backend) {
     assert_eq!(first.output["readBack"], "hello scratch");
     assert_eq!(first.output["entries"], json!(["note.txt"]));
 
-    // The next invocation starts empty: it sees only what it writes itself.
+    // The next invocation starts empty: it sees only the file it writes itself.
+    let params = json!({ "write": "again", "writeTo": "/scratch/second.txt" });
     let second = server
         .client
-        .invoke_function("read-file", &json!({ "write": "again" }))
+        .invoke_function("read-file", &params)
         .await
         .expect("write");
-    assert_eq!(second.output["entries"], json!(["note.txt"]));
-    assert_eq!(second.output["readBack"], "again");
-
-    // Host files stay invisible with a scratch dir too.
-    let outside = server
-        .client
-        .invoke_function("read-file", &json!({ "path": "/etc/passwd" }))
-        .await;
-    assert!(
-        matches!(outside, Err(Error::Api { status: 422, .. })),
-        "{outside:?}"
+    assert_eq!(
+        second.output["entries"],
+        json!(["second.txt"]),
+        "the first call's file is gone"
     );
-    // Nothing is left on the host afterwards.
-    let leftovers = std::fs::read_dir(server.data_dir().join("scratch")).map_or(0, |dir| dir.count());
+
+    // Host files stay invisible with a scratch dir too, however the path is spelled.
+    for path in [
+        "/etc/passwd",
+        "/scratch/../etc/passwd",
+        "/scratch/../../../../etc/passwd",
+        "../etc/passwd",
+    ] {
+        let outside = server
+            .client
+            .invoke_function("read-file", &json!({ "path": path }))
+            .await;
+        assert!(
+            matches!(&outside, Err(Error::Api { status: 422, code, .. }) if code == "io_error"),
+            "{path}: {outside:?}"
+        );
+    }
+    // Nothing is left on the host afterwards (removal runs in the background).
+    let scratch_root = server.data_dir().join("scratch");
+    let mut leftovers = usize::MAX;
+    for _ in 0..50 {
+        leftovers = std::fs::read_dir(&scratch_root).map_or(0, |dir| dir.count());
+        if leftovers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(leftovers, 0, "scratch directories are removed after each call");
+}
+
+async fn scratch_dir_is_capped(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let patch = SettingsPatch {
+        scratch_dir: Some(true),
+        memory_limit_mb: Some(64),
+        ..Default::default()
+    };
+    let params = json!({ "fill": 1u64 << 30, "writeTo": "/scratch/fill.bin" });
+    let (status, code, details) = hostile(&server, "read-file", patch, params).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "function_scratch_full"),
+        "{details}"
+    );
+}
+
+async fn stdout_and_stderr_are_captured(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("log-flood", component("log-flood"))
+        .await
+        .expect("upload");
+    let result = server
+        .client
+        .invoke_function("log-flood", &json!({ "count": 2, "stdoutBytes": 160 }))
+        .await
+        .expect("invoke");
+    let by_source = |source: &str| {
+        result
+            .logs
+            .iter()
+            .filter(|e| e.source == source)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_source("log").len(), 2);
+    let stdout = by_source("stdout");
+    assert_eq!(stdout.len(), 2, "160 bytes of 80-byte lines");
+    assert!(
+        stdout
+            .iter()
+            .all(|e| e.level == "info" && e.message == "o".repeat(79))
+    );
+    let stderr = by_source("stderr");
+    assert_eq!(stderr.len(), 2);
+    assert!(stderr.iter().all(|e| e.level == "warn"));
+}
+
+/// Waits until `n` invocations hold a slot.
+async fn wait_in_flight(server: &TestServer, n: f64) {
+    for _ in 0..200 {
+        if server.metric("trellis_invocations_in_flight").await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never saw {n} invocations in flight");
 }
 
 async fn a_full_pool_answers_503(backend: Backend) {
@@ -254,7 +353,7 @@ async fn a_full_pool_answers_503(backend: Backend) {
 
     let client = server.client.clone();
     let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_in_flight(&server, 1.0).await;
     let refused = server.client.invoke_function("echo", &json!({})).await;
     assert!(
         matches!(&refused, Err(Error::Api { status: 503, code, .. }) if code == "overloaded"),
@@ -271,4 +370,45 @@ async fn a_full_pool_answers_503(backend: Backend) {
         .invoke_function("echo", &json!({ "a": 1 }))
         .await
         .expect("the slot is free again");
+}
+
+async fn a_full_pool_queues_before_refusing(backend: Backend) {
+    let options = Options {
+        max_concurrency: 1,
+        queue_timeout: Duration::from_secs(10),
+    };
+    let server = TestServer::start_with(backend, options).await;
+    server
+        .client
+        .upload_function("loop-forever", component("loop-forever"))
+        .await
+        .expect("upload");
+    server
+        .client
+        .upload_function("echo", component("echo"))
+        .await
+        .expect("upload");
+    let patch = SettingsPatch {
+        timeout_ms: Some(300),
+        ..Default::default()
+    };
+    server
+        .client
+        .update_function_settings("loop-forever", &patch)
+        .await
+        .expect("settings");
+
+    let client = server.client.clone();
+    let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
+    wait_in_flight(&server, 1.0).await;
+    // Waits for the loop to hit its deadline, then runs.
+    let queued = server
+        .client
+        .invoke_function("echo", &json!({ "queued": true }))
+        .await;
+    assert_eq!(
+        queued.expect("a queued call runs once the slot frees").output,
+        json!({ "queued": true })
+    );
+    assert!(busy.await.expect("join").is_err());
 }

@@ -13,6 +13,8 @@ struct Params {
     #[serde(default = "etc_passwd")]
     path: String,
     write: Option<String>,
+    /// Bytes to write to `writeTo` in 1 MiB chunks, to test the scratch cap.
+    fill: Option<u64>,
     #[serde(default = "scratch_note")]
     write_to: String,
 }
@@ -40,13 +42,20 @@ enum Output {
         /// File names in the directory written to, sorted.
         entries: Vec<String>,
     },
+    Filled {
+        filled: u64,
+    },
 }
 
 /// Reads `path` (default `/etc/passwd`) and returns it, or fails with `io_error`. With
 /// `write`, writes that text to `writeTo` (default `/scratch/note.txt`), reads it back and
-/// lists the directory: `{ written, readBack, entries }`.
+/// lists the directory: `{ written, readBack, entries }`. With `fill`, writes that many
+/// bytes to `writeTo`: `{ filled }`.
 #[trellis_guest::function]
 fn read_file(params: Params) -> Result<Output, Error> {
+    if let Some(bytes) = params.fill {
+        return fill(Path::new(&params.write_to), bytes);
+    }
     match params.write {
         Some(text) => write_and_list(Path::new(&params.write_to), &text),
         None => {
@@ -76,6 +85,21 @@ fn write_and_list(path: &Path, text: &str) -> Result<Output, Error> {
         read_back,
         entries,
     })
+}
+
+fn fill(path: &Path, bytes: u64) -> Result<Output, Error> {
+    use std::io::Write;
+    let shown = path.display().to_string();
+    let mut file = fs::File::create(path).map_err(io_error("creating", &shown))?;
+    let chunk = vec![b'f'; 1 << 20];
+    let mut filled = 0;
+    while filled < bytes {
+        let n = (bytes - filled).min(chunk.len() as u64);
+        file.write_all(&chunk[..n as usize])
+            .map_err(io_error("writing", &shown))?;
+        filled += n;
+    }
+    Ok(Output::Filled { filled })
 }
 
 /// The error for a failed filesystem call: `io_error`, naming the operation and path.

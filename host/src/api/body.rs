@@ -57,20 +57,18 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     match error.classify() {
         Category::Syntax | Category::Eof | Category::Io => text,
         Category::Data => {
-            let detail = text.split(" at line ").next().unwrap_or_default();
-            let names_a_field = [
-                "missing field",
-                "unknown field",
-                "duplicate field",
-                "unknown variant",
-            ]
-            .iter()
-            .any(|prefix| detail.starts_with(prefix));
+            let detail = text.strip_suffix(&format!(" at {position}")).unwrap_or(&text);
+            // Field names are the API's own vocabulary (an unknown one is a typo worth
+            // showing); every other data error quotes the value that was sent.
+            let names_a_field = ["missing field", "unknown field", "duplicate field"]
+                .iter()
+                .any(|prefix| detail.starts_with(prefix));
             if names_a_field {
-                // These quote field names from the schema, not values.
                 format!("{detail} at {position}")
             } else {
-                match detail.split_once(", expected ") {
+                // The quoted value may itself contain ", expected ", so the last one
+                // is serde's.
+                match detail.rsplit_once(", expected ") {
                     Some((_, expected)) => format!("invalid value at {position}: expected {expected}"),
                     None => format!("invalid value at {position}"),
                 }
@@ -95,6 +93,27 @@ mod tests {
         let message = describe_json_error(&error);
         assert!(!message.contains("hunter2"), "{message}");
         assert!(message.contains("expected u32"), "{message}");
+    }
+
+    #[test]
+    fn a_value_mimicking_serde_does_not_leak() {
+        let body = r#"{"timeout_ms":"x, expected SECRET-TAIL"}"#;
+        let error = serde_json::from_str::<Settings>(body).unwrap_err();
+        let message = describe_json_error(&error);
+        assert!(!message.contains("SECRET"), "{message}");
+    }
+
+    #[test]
+    fn unknown_variants_are_not_quoted() {
+        #[derive(Debug, serde::Deserialize)]
+        enum Mode {
+            #[allow(dead_code)]
+            Fast,
+        }
+        let error = serde_json::from_str::<Mode>(r#""hunter2""#).unwrap_err();
+        let message = describe_json_error(&error);
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("expected"), "{message}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 404.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 405: the route exists, the method does not.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// 413: the body is over the route's limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -93,6 +96,11 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::NotFound { code, message } => body(StatusCode::NOT_FOUND, code, message),
+            Self::MethodNotAllowed => body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                self.to_string(),
+            ),
             Self::PayloadTooLarge { .. } => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
@@ -64,7 +65,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct InvokeResponse {
-    output: Value,
+    output: Box<RawValue>,
     logs: Vec<LogEntry>,
     duration_ms: f64,
 }
@@ -75,9 +76,10 @@ async fn invoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    ApiJson(params): ApiJson<Value>,
+    ApiJson(params): ApiJson<Box<RawValue>>,
 ) -> Result<Json<InvokeResponse>, ApiError> {
-    if !params.is_object() {
+    // Passed to the function as the text it came in: parsed once, to validate.
+    if !params.get().starts_with('{') {
         return Err(ApiError::bad_request(
             "invalid_params",
             "triggerParams must be a JSON object",
@@ -86,6 +88,8 @@ async fn invoke(
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok())
+        // The key identifies an execution, not a payload; 255 bytes fits any UUID,
+        // hash or composite key a client might use.
         .filter(|key| !key.is_empty() && key.len() <= 255)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let invocation = Invocation {
@@ -95,7 +99,7 @@ async fn invoke(
         attempt: 1,
         idempotency_key,
     };
-    let outcome = state.functions.invoke(&invocation, &params).await?;
+    let outcome = state.functions.invoke(&invocation, params.get()).await?;
     Ok(Json(InvokeResponse {
         output: outcome.output,
         logs: outcome.logs,

@@ -16,6 +16,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// Shared by every handler; clones are cheap (pools and `Arc`s).
 #[derive(Clone)]
@@ -38,8 +40,16 @@ pub fn router(state: AppState) -> Router {
                 message: "no such route".into(),
             }
         })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Request spans at DEBUG; failures too, because a 5xx here is usually a guest
+        // trap or timeout, which is the caller's business. Our own faults are logged
+        // at ERROR by `ApiError::Internal`.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
 }
 
 async fn require_token(

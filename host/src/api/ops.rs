@@ -38,6 +38,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Components loaded from the on-disk artifact cache without compiling.",
         runtime.artifact_cache_hits(),
     );
+    let _ = writeln!(
+        text,
+        "# HELP trellis_invocations_in_flight Invocations holding a slot now.\n# TYPE trellis_invocations_in_flight gauge\ntrellis_invocations_in_flight {}",
+        runtime.in_flight()
+    );
     let pooling = u64::from(runtime.allocator() == crate::runtime::Allocator::Pooling);
     let _ = writeln!(
         text,

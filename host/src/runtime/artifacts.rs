@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
@@ -19,7 +20,12 @@ pub struct ArtifactCache {
 
 impl ArtifactCache {
     pub fn open(dir: &Path, engine: &Engine) -> Result<Self> {
-        std::fs::create_dir_all(dir)
+        // Artifacts are native code loaded without verification: only this user may
+        // write (or read) them.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("creating the artifact cache {}", dir.display()))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -36,9 +42,10 @@ impl ArtifactCache {
     pub fn load_or_compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Component> {
         let path = self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
         if path.exists() {
-            // SAFETY: files in this directory are written only by `compile` below from
-            // components this engine compiled, and their name carries the engine's
-            // compatibility key; wasmtime additionally checks the header.
+            // SAFETY: this directory is private to the server's user (0700) and its
+            // files are written only by `compile` below, from components this engine
+            // compiled; the name carries the engine's compatibility key and wasmtime
+            // checks the header again.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
@@ -58,13 +65,17 @@ impl ArtifactCache {
             .precompile_component(bytes)
             .map_err(|error| super::ValidationError::Invalid(format!("{error:#}")))?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `artifact` was produced by this engine a moment ago. Loading can
+        // still refuse it (e.g. more memories than a pool slot holds): then it is the
+        // component's fault, and nothing is cached.
+        let component = unsafe { Component::deserialize(engine, &artifact) }
+            .map_err(|error| super::ValidationError::Invalid(format!("{error:#}")))?;
         // Write then rename, so a concurrent reader never sees half a file.
         let partial = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&partial, &artifact)
             .and_then(|()| std::fs::rename(&partial, path))
             .with_context(|| format!("writing artifact {}", path.display()))?;
-        // SAFETY: `artifact` was produced by this engine a moment ago.
-        Ok(unsafe { Component::deserialize(engine, &artifact)? })
+        Ok(component)
     }
 
     /// Components compiled by this process (cache misses).

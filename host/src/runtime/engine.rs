@@ -62,17 +62,25 @@ fn config(pooling: Option<PoolingAllocationConfig>) -> Config {
     config
 }
 
+/// Per-component maxima. A Rust `wasm32-wasip2` component instantiates its main
+/// module plus a few adapter and shim modules, with one memory and a handful of
+/// tables; these leave room for components from other toolchains. A component over
+/// them is refused at upload.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
+
 fn pooling(slots: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
+    // Every total is the per-component maximum times the concurrent calls, so the
+    // pool can never run dry while a concurrency permit is held.
     pool.total_component_instances(slots)
-        // A Rust wasip2 component instantiates its main module plus a few adapter
-        // and shim modules; 16 leaves room for components built by other toolchains.
-        .max_core_instances_per_component(16)
-        .total_core_instances(slots * 8)
-        .max_memories_per_component(2)
-        .total_memories(slots * 2)
-        .max_tables_per_component(8)
-        .total_tables(slots * 4)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .total_memories(slots * MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .total_tables(slots * TABLES_PER_COMPONENT)
         // One async fiber stack per concurrent call.
         .total_stacks(slots)
         .max_memory_size(MAX_MEMORY_BYTES)
@@ -88,7 +96,7 @@ fn pooling(slots: u32) -> PoolingAllocationConfig {
 }
 
 /// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
-pub fn start_epoch_ticker(engine: &Engine) {
+pub fn start_epoch_ticker(engine: &Engine) -> Result<()> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("trellis-epoch".into())
@@ -99,5 +107,24 @@ pub fn start_epoch_ticker(engine: &Engine) {
                 std::thread::sleep(EPOCH_TICK);
             }
         })
-        .expect("spawning the epoch thread at start-up");
+        .context("spawning the epoch thread")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_address_space_for_the_pool_it_falls_back_to_on_demand() {
+        // 2^20 slots of 4 GiB each is 4 PiB, more than any 64-bit address space.
+        let (_engine, allocator) = build(1 << 20).expect("an engine either way");
+        assert_eq!(allocator, Allocator::OnDemand);
+    }
+
+    #[test]
+    fn a_modest_pool_fits() {
+        let (_engine, allocator) = build(8).expect("an engine");
+        assert_eq!(allocator, Allocator::Pooling);
+    }
 }

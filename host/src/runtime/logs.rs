@@ -16,6 +16,13 @@ pub const MAX_LOG_BYTES: usize = 256 << 10;
 /// whole budget.
 const MAX_LINE_BYTES: usize = 16 << 10;
 
+/// What each entry costs against the budget besides its text: about its JSON
+/// framing and its size in memory, so a flood of empty lines is capped too.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// Room kept for the panic message that explains a trap, even after a flood.
+const PANIC_RESERVE_BYTES: usize = MAX_LINE_BYTES + ENTRY_OVERHEAD_BYTES;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -155,12 +162,22 @@ impl Collected {
             message.truncate(cut);
             message.push_str(" …[line truncated]");
         }
-        if self.bytes + message.len() > MAX_LOG_BYTES {
+        let cost = message.len() + ENTRY_OVERHEAD_BYTES;
+        // Once anything is dropped, everything after is too, so the record has no
+        // holes; except the SDK's panic line, which explains a trap and gets its own
+        // reserve.
+        let is_panic = level == Level::Error && source == Source::Log && message.starts_with("panic: ");
+        let budget = if is_panic {
+            MAX_LOG_BYTES + PANIC_RESERVE_BYTES
+        } else {
+            MAX_LOG_BYTES
+        };
+        if (self.dropped_entries > 0 && !is_panic) || self.bytes + cost > budget {
             self.dropped_entries += 1;
             self.dropped_bytes += message.len() as u64;
             return;
         }
-        self.bytes += message.len();
+        self.bytes += cost;
         self.entries.push(LogEntry {
             level,
             source,
@@ -271,10 +288,51 @@ mod tests {
         }
         let entries = logs.finish();
         let kept: usize = entries.iter().filter(|e| e.source == Source::Log).count();
-        assert_eq!(kept, MAX_LOG_BYTES / 1000);
+        assert_eq!(kept, MAX_LOG_BYTES / (1000 + ENTRY_OVERHEAD_BYTES));
         let notice = entries.last().expect("a truncation notice");
         assert_eq!(notice.source, Source::Host);
         assert!(notice.message.contains(&format!("{} more entries", 1000 - kept)));
+    }
+
+    #[test]
+    fn empty_lines_cannot_flood_past_the_cap() {
+        let logs = LogCollector::default();
+        logs.write_stream(Source::Stdout, &vec![b'\n'; 1 << 20]);
+        let entries = logs.finish();
+        assert!(
+            entries.len() <= MAX_LOG_BYTES / ENTRY_OVERHEAD_BYTES + 1,
+            "{} entries",
+            entries.len()
+        );
+    }
+
+    #[test]
+    fn after_a_drop_nothing_but_a_panic_is_kept() {
+        let logs = LogCollector::default();
+        for _ in 0..30 {
+            logs.push(Level::Info, Source::Log, "x".repeat(10_000));
+        }
+        logs.push(Level::Info, Source::Log, "small".into());
+        logs.push(Level::Error, Source::Log, "panic: boom".into());
+        let entries = logs.finish();
+        let kept_lines = MAX_LOG_BYTES / (10_000 + ENTRY_OVERHEAD_BYTES);
+        assert_eq!(
+            entries.len(),
+            kept_lines + 2,
+            "the lines that fit, the panic, the notice"
+        );
+        assert!(
+            entries.iter().all(|e| e.message != "small"),
+            "nothing after a drop"
+        );
+        assert_eq!(entries[kept_lines].message, "panic: boom");
+        let dropped = 30 - kept_lines + 1;
+        assert!(
+            entries[kept_lines + 1]
+                .message
+                .contains(&format!("{dropped} more entries"))
+        );
+        assert_eq!(panic_message(&entries), Some("boom"));
     }
 
     #[test]

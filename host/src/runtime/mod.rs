@@ -41,10 +41,6 @@ pub const HANDLER_INTERFACE: &str = "trellis:function/handler@0.1.0";
 /// for orchestrations, in a run record.
 pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
 
-/// Extra time past the epoch deadline before the async timeout gives up on a call
-/// that is stuck in a host call rather than in guest code.
-const ASYNC_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Compiled artifacts (`<data dir>/artifacts`).
@@ -55,6 +51,8 @@ pub struct RuntimeConfig {
     pub max_concurrency: u32,
     /// How long a call waits for a free slot before it is refused as overloaded.
     pub queue_timeout: Duration,
+    /// The sum of `memoryLimitMb` over the calls running at once may not pass this.
+    pub memory_budget_mb: u32,
 }
 
 /// What a call needs to know about the function beyond its code.
@@ -77,7 +75,7 @@ pub struct Invocation {
 
 #[derive(Debug)]
 pub struct Outcome {
-    pub output: serde_json::Value,
+    pub output: Box<serde_json::value::RawValue>,
     pub logs: Vec<LogEntry>,
     pub duration: Duration,
 }
@@ -161,6 +159,11 @@ struct Inner {
     /// every node agrees on what a key means.
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
     slots: Semaphore,
+    /// Permits are MiB of guest memory.
+    memory: Semaphore,
+    /// One compilation at a time: Cranelift already uses every core for one
+    /// component, and a second caller waiting here then finds the first one's result.
+    compiling: tokio::sync::Mutex<()>,
     config: RuntimeConfig,
 }
 
@@ -170,10 +173,11 @@ const MAX_PREPARED: usize = 1024;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        // Pool slots cover every concurrent call plus one in flight per queued call
-        // being torn down.
-        let (engine, allocator) = engine::build(config.max_concurrency * 2)?;
-        engine::start_epoch_ticker(&engine);
+        // A store (and so its pool slot) is dropped before its call releases the
+        // concurrency permit, so one slot per concurrent call is enough.
+        let (engine, allocator) = engine::build(config.max_concurrency)?;
+        scratch::clear_leftovers(&config.scratch_root);
+        engine::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
@@ -195,6 +199,8 @@ impl Runtime {
                 artifacts,
                 prepared: Mutex::new(HashMap::new()),
                 slots: Semaphore::new(config.max_concurrency as usize),
+                memory: Semaphore::new(config.memory_budget_mb as usize),
+                compiling: tokio::sync::Mutex::new(()),
                 config,
             }),
         })
@@ -208,6 +214,11 @@ impl Runtime {
     /// compiles nothing.
     pub fn compilations(&self) -> u64 {
         self.inner.artifacts.compilations()
+    }
+
+    /// Calls running right now (holding a slot).
+    pub fn in_flight(&self) -> u64 {
+        (self.inner.config.max_concurrency as usize - self.inner.slots.available_permits()) as u64
     }
 
     pub fn artifact_cache_hits(&self) -> u64 {
@@ -227,6 +238,11 @@ impl Runtime {
             return Ok(prepared);
         }
         check_header(&bytes)?;
+        let _compiling = self.inner.compiling.lock().await;
+        // Whoever held the lock may have just prepared this very component.
+        if let Some(prepared) = self.cached(sha256) {
+            return Ok(prepared);
+        }
         let runtime = self.clone();
         let key = sha256.to_owned();
         let prepared = tokio::task::spawn_blocking(move || runtime.prepare_blocking(&key, &bytes))
@@ -275,19 +291,30 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Calls the function once in a fresh sandbox.
+    /// Calls the function once in a fresh sandbox. `params` is the triggerParams
+    /// object as JSON text; the output comes back as validated JSON text, so numbers
+    /// and key order pass through exactly as the function wrote them.
     pub async fn invoke(
         &self,
         prepared: &Prepared,
         limits: &Limits,
         invocation: &Invocation,
-        params: &serde_json::Value,
+        params: &str,
     ) -> Result<Outcome, InvokeError> {
         let inner = &self.inner;
-        let _slot = tokio::time::timeout(inner.config.queue_timeout, inner.slots.acquire())
+        let overloaded = || InvokeError::Overloaded(inner.config.max_concurrency);
+        let queue_deadline = tokio::time::Instant::now() + inner.config.queue_timeout;
+        let _slot = tokio::time::timeout_at(queue_deadline, inner.slots.acquire())
             .await
-            .map_err(|_| InvokeError::Overloaded(inner.config.max_concurrency))?
+            .map_err(|_| overloaded())?
             .context("invocation slots closed")?;
+        // Reserve the function's whole memory cap, so concurrent calls can never
+        // together exceed the node's budget, whatever each one does.
+        let memory_mb = (limits.memory_limit_bytes >> 20).clamp(1, inner.config.memory_budget_mb as usize);
+        let _memory = tokio::time::timeout_at(queue_deadline, inner.memory.acquire_many(memory_mb as u32))
+            .await
+            .map_err(|_| overloaded())?
+            .context("memory budget closed")?;
 
         let scratch = match limits.scratch_dir {
             true => Some(ScratchDir::create(&inner.config.scratch_root)?),
@@ -315,7 +342,6 @@ impl Runtime {
             Ok(UpdateDeadline::Yield(1))
         });
 
-        let params = serde_json::to_string(params).context("serialising triggerParams")?;
         let facts = WitInvocation {
             function_id: invocation.function_id.clone(),
             run_id: invocation.run_id.clone(),
@@ -324,15 +350,26 @@ impl Runtime {
             idempotency_key: invocation.idempotency_key.clone(),
         };
         let call = async {
-            let instance = prepared.pre.instantiate_async(&mut store).await?;
-            instance
-                .trellis_function_handler()
-                .call_handle(&mut store, &facts, &params)
+            let instance = prepared
+                .pre
+                .instantiate_async(&mut store)
                 .await
+                .map_err(Failure::Instantiate)?;
+            let handler = instance.trellis_function_handler();
+            handler
+                .call_handle(&mut store, &facts, params)
+                .await
+                .map_err(Failure::Call)
         };
-        let result = tokio::time::timeout(limits.timeout + ASYNC_TIMEOUT_GRACE, call).await;
+        // The epoch callback stops guest code at the deadline; this stops a call that
+        // is waiting in a host function (a sleep, a poll) at the same moment.
+        let result = tokio::time::timeout_at(deadline.into(), call).await;
         let duration = started.elapsed();
-        let sandbox = store.into_data();
+        let mut sandbox = store.into_data();
+        if let Some(scratch) = sandbox.scratch.take() {
+            // Removing a directory tree is blocking I/O; keep it off the workers.
+            tokio::task::spawn_blocking(move || drop(scratch));
+        }
         let logs = sandbox.logs.finish();
 
         let returned = match result {
@@ -342,25 +379,16 @@ impl Runtime {
                     logs,
                 });
             }
-            Ok(Err(error)) => return Err(classify_failure(error, &sandbox, limits, logs)),
+            Ok(Err(failure)) => return Err(classify_failure(failure, &sandbox, limits, logs)),
             Ok(Ok(returned)) => returned,
         };
         match returned {
-            Err(WitFunctionError {
-                code,
-                message,
-                retryable,
-            }) => Err(InvokeError::Function {
-                code,
-                message,
-                retryable,
-                logs,
-            }),
+            Err(error) => Err(function_error(error, logs)),
             Ok(text) if text.len() > MAX_OUTPUT_BYTES => Err(InvokeError::OutputTooLarge {
                 size: text.len(),
                 logs,
             }),
-            Ok(text) => match serde_json::from_str(&text) {
+            Ok(text) => match serde_json::value::RawValue::from_string(text) {
                 Ok(output) => Ok(Outcome {
                     output,
                     logs,
@@ -375,29 +403,82 @@ impl Runtime {
     }
 }
 
+/// Where a call failed: before the guest ran (our side: pool, resources) or in it.
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
 /// Raised from the epoch callback when the scratch directory is over its cap.
 #[derive(Debug, thiserror::Error)]
 #[error("scratch directory over its cap")]
 struct ScratchOverCap;
 
+/// A function error's `code` becomes the API's error code, so it must look like one.
+const MAX_CODE_LEN: usize = 64;
+/// A function error's message travels in responses and run records; past this it is
+/// cut, as a runaway message is a bug, not information.
+const MAX_ERROR_MESSAGE_BYTES: usize = 16 << 10;
+
+/// Keeps a function's own error, bounded: an invalid `code` becomes
+/// `function_error`, an overlong message is cut.
+fn function_error(error: WitFunctionError, logs: Vec<LogEntry>) -> InvokeError {
+    let WitFunctionError {
+        code,
+        mut message,
+        retryable,
+    } = error;
+    let valid_code = code.len() <= MAX_CODE_LEN
+        && code.starts_with(|c: char| c.is_ascii_lowercase())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let code = if valid_code {
+        code
+    } else {
+        "function_error".to_owned()
+    };
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(" …[truncated]");
+    }
+    InvokeError::Function {
+        code,
+        message,
+        retryable,
+        logs,
+    }
+}
+
 fn classify_failure(
-    error: wasmtime::Error,
+    failure: Failure,
     sandbox: &Sandbox,
     limits: &Limits,
     logs: Vec<LogEntry>,
 ) -> InvokeError {
+    let error = match failure {
+        Failure::Call(error) => error,
+        Failure::Instantiate(error) if error.downcast_ref::<Trap>().is_none() => {
+            return InvokeError::Internal(anyhow::Error::from(error).context("instantiating the function"));
+        }
+        Failure::Instantiate(error) => error,
+    };
     if error.is::<ScratchOverCap>() {
         return InvokeError::ScratchFull { logs };
-    }
-    if sandbox.limiter.exceeded {
-        return InvokeError::OutOfMemory {
-            limit_bytes: limits.memory_limit_bytes,
-            logs,
-        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => InvokeError::Timeout {
             timeout: limits.timeout,
+            logs,
+        },
+        // Rust aborts when an allocation fails, so the trap that follows a refused
+        // memory growth is the out-of-memory, whatever instruction it names.
+        _ if sandbox.limiter.exceeded => InvokeError::OutOfMemory {
+            limit_bytes: limits.memory_limit_bytes,
             logs,
         },
         Some(trap) => {
@@ -407,7 +488,13 @@ fn classify_failure(
             }
             InvokeError::Trapped { reason, logs }
         }
-        None => InvokeError::Internal(anyhow::Error::from(error).context("invoking the function")),
+        // Not a trap but still the guest's doing: a string out of bounds of its
+        // memory, a bad resource handle, a WASI call refused. Its fault, not ours.
+        None => {
+            let mut reason = format!("{error:#}");
+            reason.truncate(reason.floor_char_boundary(1024));
+            InvokeError::Trapped { reason, logs }
+        }
     }
 }
 
