@@ -53,22 +53,29 @@ fn serve(data_dir: &Path, stdout_file: &Path) -> Serve {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning trellis serve");
+    // Read stderr on a thread, so a server that never reports its address fails the
+    // test after a while instead of hanging it.
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut url = None;
-    for line in stderr.lines() {
-        let line = line.expect("stderr line");
-        assert!(!line.contains("ERROR"), "serve failed: {line}");
-        if line.contains("trellis listening")
-            && let Some(addr) = line.split("addr=").nth(1)
-        {
-            url = Some(format!(
-                "http://{}",
-                addr.split_whitespace().next().expect("an address")
-            ));
-            break;
+    let (address, reported) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("ERROR") {
+                let _ = address.send(Err(line));
+                return;
+            }
+            if line.contains("trellis listening")
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
+                let addr = addr.split_whitespace().next().unwrap_or_default().to_owned();
+                let _ = address.send(Ok(addr));
+            }
         }
-    }
-    let url = url.expect("trellis serve never reported its address");
+    });
+    let url = match reported.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(Ok(addr)) => format!("http://{addr}"),
+        Ok(Err(line)) => panic!("serve failed: {line}"),
+        Err(_) => panic!("trellis serve never reported its address"),
+    };
     let stdout = std::fs::read_to_string(stdout_file).expect("stdout");
     Serve { child, url, stdout }
 }
