@@ -1,6 +1,7 @@
 //! Typed configuration, read once at start (flags win over environment variables)
 //! and validated before anything is opened. Handlers never read the environment.
 
+use crate::secrets::Keyring;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::net::SocketAddr;
@@ -37,6 +38,71 @@ impl StoreArgs {
     }
 }
 
+/// Where the keyring for `encryptedParams` comes from (ARCHITECTURE.md §4).
+#[derive(Debug, Clone, Args)]
+pub struct KeyringArgs {
+    /// The keyring JSON: `{ "currentKeyVersion": 2, "keys": { "1": "<base64 of 32 bytes>", … } }`.
+    #[arg(
+        long,
+        env = "SECRET_KEYS",
+        hide_env_values = true,
+        conflicts_with = "secret_keys_file"
+    )]
+    pub secret_keys: Option<String>,
+
+    /// A file holding the keyring JSON.
+    #[arg(long, env = "SECRET_KEYS_FILE")]
+    pub secret_keys_file: Option<PathBuf>,
+}
+
+/// Where the embedded default keeps its generated keyring.
+const GENERATED_KEYRING_FILE: &str = "secret-keys.json";
+
+impl KeyringArgs {
+    /// The keyring given by `SECRET_KEYS` or `SECRET_KEYS_FILE`; without either, on
+    /// the embedded default only, the one generated into the data dir (created 0600
+    /// on first start, with a warning). PostgreSQL deployments must give one: every
+    /// node has to share it.
+    pub fn load(&self, store: &StoreArgs) -> Result<Keyring> {
+        if let Some(json) = &self.secret_keys {
+            return Keyring::from_json(json).map_err(|error| anyhow::anyhow!("SECRET_KEYS: {error}"));
+        }
+        if let Some(path) = &self.secret_keys_file {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("reading SECRET_KEYS_FILE {}", path.display()))?;
+            return Keyring::from_json(&json)
+                .map_err(|error| anyhow::anyhow!("SECRET_KEYS_FILE {}: {error}", path.display()));
+        }
+        if store
+            .database_url
+            .as_deref()
+            .is_some_and(|url| !url.starts_with("sqlite:"))
+        {
+            bail!(
+                "no keyring: set SECRET_KEYS or SECRET_KEYS_FILE (every node must share it); \
+                 `trellis keys generate` prints a new key"
+            );
+        }
+        create_private_dir(&store.data_dir)?;
+        let path = store.data_dir.join(GENERATED_KEYRING_FILE);
+        let json = match std::fs::read_to_string(&path) {
+            Ok(json) => json,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let json = Keyring::generate_json();
+                write_private(&path, &json)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a keyring for encryptedParams in the data dir; back it up, and set \
+                     SECRET_KEYS or SECRET_KEYS_FILE in production"
+                );
+                json
+            }
+            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+        };
+        Keyring::from_json(&json).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+    }
+}
+
 /// `trellis serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -46,6 +112,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
 
     /// The bootstrap admin bearer token; default: generated into the data dir.
     #[arg(long, env = "TRELLIS_API_TOKEN", hide_env_values = true)]
@@ -104,6 +173,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub api_token: ApiToken,
+    pub keyring: std::sync::Arc<Keyring>,
     pub max_concurrency: u32,
     pub queue_timeout: Duration,
     pub memory_budget_mb: u32,
@@ -118,6 +188,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &crate::store::redact_url(&self.database_url))
             .field("api_token", &self.api_token)
+            .field("keyring", &self.keyring)
             .field("max_concurrency", &self.max_concurrency)
             .field("queue_timeout", &self.queue_timeout)
             .field("memory_budget_mb", &self.memory_budget_mb)
@@ -134,6 +205,7 @@ impl Config {
                 args.max_concurrency
             );
         }
+        let keyring = std::sync::Arc::new(args.keyring.load(&args.store)?);
         let database_url = args.store.database_url()?;
         let data_dir = args.store.data_dir;
         create_private_dir(&data_dir)?;
@@ -146,6 +218,7 @@ impl Config {
             data_dir,
             database_url,
             api_token,
+            keyring,
             max_concurrency: args.max_concurrency,
             queue_timeout: Duration::from_millis(args.queue_timeout_ms),
             memory_budget_mb: args.memory_budget_mb,

@@ -8,6 +8,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod functions;
+pub mod orchestrations;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod store;

@@ -3,6 +3,7 @@
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::functions::Functions;
+use crate::orchestrations::Orchestrations;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -40,6 +41,7 @@ impl RunningServer {
 
 pub async fn start(config: Config) -> Result<RunningServer> {
     let store = Store::connect(&config.database_url).await?;
+    crate::orchestrations::keys::check_keyring_covers_store(&store, &config.keyring).await?;
     let runtime = Runtime::new(RuntimeConfig {
         artifact_dir: config.data_dir.join("artifacts"),
         scratch_root: config.data_dir.join("scratch"),
@@ -51,9 +53,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if let Some(dir) = &config.preload_examples {
         preload_examples(&functions, dir).await?;
     }
+    let orchestrations = Orchestrations::new(store.clone(), config.keyring.clone());
     let state = AppState {
         store,
         functions,
+        orchestrations,
         token: config.api_token.clone(),
     };
     let listener = TcpListener::bind(config.listen)

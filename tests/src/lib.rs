@@ -3,9 +3,10 @@
 //! hostile functions ([`component`]).
 
 pub mod db;
+pub mod logs;
 pub mod server;
 
-pub use server::{Backend, Options, TOKEN, TestServer};
+pub use server::{Backend, Options, Stopped, TOKEN, TestServer, keyring_json};
 
 /// Where `build.rs` put the components built from `functions/`.
 pub const FUNCTIONS_DIR: &str = env!("TRELLIS_FUNCTIONS_DIR");

@@ -23,6 +23,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub struct Options {
     pub max_concurrency: u32,
     pub queue_timeout: Duration,
+    /// The `SECRET_KEYS` JSON.
+    pub secret_keys: String,
 }
 
 impl Default for Options {
@@ -30,8 +32,27 @@ impl Default for Options {
         Self {
             max_concurrency: 16,
             queue_timeout: Duration::from_secs(10),
+            secret_keys: keyring_json(1, &[1]),
         }
     }
+}
+
+/// A keyring with deterministic keys (version `v` is 32 bytes of `v`), so restarts
+/// with an extended or reduced keyring agree on what each version is.
+pub fn keyring_json(current: u32, versions: &[u32]) -> String {
+    use base64::Engine;
+    let keys: serde_json::Map<String, serde_json::Value> = versions
+        .iter()
+        .map(|&v| {
+            (
+                v.to_string(),
+                base64::engine::general_purpose::STANDARD
+                    .encode([v as u8; 32])
+                    .into(),
+            )
+        })
+        .collect();
+    serde_json::json!({ "currentKeyVersion": current, "keys": keys }).to_string()
 }
 
 pub struct TestServer {
@@ -61,19 +82,71 @@ impl TestServer {
     }
 
     async fn boot(database: TestDatabase, data_dir: TempDir, options: Options) -> Self {
+        Stopped { database, data_dir }
+            .start(options)
+            .await
+            .unwrap_or_else(|(error, _)| panic!("starting the server: {error:#}"))
+    }
+
+    /// Stops the server, keeping its database and data dir for a later start.
+    pub async fn stop(self) -> Stopped {
+        let Self {
+            running,
+            database,
+            data_dir,
+            ..
+        } = self;
+        running.shutdown().await.expect("stopping the server");
+        Stopped { database, data_dir }
+    }
+
+    /// Restarts with other options (a rotated keyring, say).
+    pub async fn restart_with(self, options: Options) -> Self {
+        let stopped = self.stop().await;
+        Self::boot(stopped.database, stopped.data_dir, options).await
+    }
+
+    /// What the server holds: store, functions, orchestrations.
+    pub fn state(&self) -> &trellis::api::AppState {
+        &self.running.state
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database.url()
+    }
+}
+
+/// A stopped server's database and data dir.
+pub struct Stopped {
+    database: TestDatabase,
+    data_dir: TempDir,
+}
+
+impl Stopped {
+    /// Starts a server on them; on failure returns the error and the parts.
+    pub async fn start(self, options: Options) -> Result<TestServer, (anyhow::Error, Stopped)> {
+        let Stopped { database, data_dir } = self;
+        let keyring = match trellis::secrets::Keyring::from_json(&options.secret_keys) {
+            Ok(keyring) => std::sync::Arc::new(keyring),
+            Err(error) => return Err((error.into(), Stopped { database, data_dir })),
+        };
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("a socket address"),
             data_dir: data_dir.path().to_owned(),
             database_url: database.url().to_owned(),
             api_token: ApiToken::new(TOKEN.to_owned()).expect("a valid token"),
+            keyring,
             max_concurrency: options.max_concurrency,
             queue_timeout: options.queue_timeout,
             memory_budget_mb: 8192,
             preload_examples: None,
         };
-        let running = trellis::server::start(config).await.expect("starting the server");
+        let running = match trellis::server::start(config).await {
+            Ok(running) => running,
+            Err(error) => return Err((error, Stopped { database, data_dir })),
+        };
         let base_url = format!("http://{}", running.addr);
-        Self {
+        Ok(TestServer {
             client: trellis_client::Client::new(&base_url, TOKEN),
             http: reqwest::Client::new(),
             base_url,
@@ -81,21 +154,16 @@ impl TestServer {
             database,
             data_dir,
             options,
-        }
+        })
     }
+}
 
+impl TestServer {
     /// Stops the server and starts a new one on the same database and data dir, as
     /// an operator restarting the process would.
     pub async fn restart(self) -> Self {
-        let Self {
-            running,
-            database,
-            data_dir,
-            options,
-            ..
-        } = self;
-        running.shutdown().await.expect("stopping the server");
-        Self::boot(database, data_dir, options).await
+        let options = self.options.clone();
+        self.restart_with(options).await
     }
 
     pub fn url(&self, path: &str) -> String {

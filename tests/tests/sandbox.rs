@@ -329,6 +329,7 @@ async fn a_full_pool_answers_503(backend: Backend) {
     let options = Options {
         max_concurrency: 1,
         queue_timeout: Duration::from_millis(200),
+        ..Options::default()
     };
     let server = TestServer::start_with(backend, options).await;
     server
@@ -376,6 +377,7 @@ async fn a_full_pool_queues_before_refusing(backend: Backend) {
     let options = Options {
         max_concurrency: 1,
         queue_timeout: Duration::from_secs(10),
+        ..Options::default()
     };
     let server = TestServer::start_with(backend, options).await;
     server

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, ensure};
-use trellis::store::{FunctionSettings, PutOutcome, Store};
+use trellis::store::{
+    FunctionSettings, OrchestrationRecord, PutOutcome, Store, StoredDefinition, UpdateOutcome,
+};
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
 /// A case is `async fn(store: Store, url: &str) -> Result<()>`: a store connected to a
@@ -47,6 +49,17 @@ conformance!(
     concurrent_replacements_lose_no_version,
     large_function_round_trips,
     reconnect_keeps_data,
+    create_orchestration_stores_version_one_verbatim,
+    create_orchestration_rejects_a_used_id,
+    large_orchestration_round_trips,
+    missing_orchestration_is_absent_everywhere,
+    update_orchestration_adds_a_version_and_keeps_the_old,
+    stale_update_conflicts_and_writes_nothing,
+    concurrent_updates_of_one_version_let_one_win,
+    delete_orchestration_keeps_its_versions,
+    list_orchestrations_is_ordered_by_creation,
+    definitions_page_walks_every_version,
+    replace_definition_swaps_only_the_expected_text,
 );
 
 /// Stands in for a SHA-256: the store trusts the caller's hash and only compares it.
@@ -299,5 +312,339 @@ async fn reconnect_keeps_data(store: Store, url: &str) -> Result<()> {
     assert_eq!(record, before);
     assert_eq!(bytes, wasm(1));
     reopened.close().await;
+    Ok(())
+}
+
+/// A definition as the API would store it: JSON text whose exact bytes (spacing, key
+/// order, non-ASCII) must survive the store, because key rotation compares them.
+fn definition(name: &str) -> String {
+    format!(
+        r#"{{ "name": "{name}", "description": "Grüße — 日本語 🚀",  "steps":[{{"id":"s1","type":"compute","functionId":"fn-a","encryptedParams":{{"TOKEN":{{"value":"aXY=:Y3Q=:dGFn","encrypted":true,"keyVersion":1}}}}}}] }}"#
+    )
+}
+
+async fn create_orchestration_stores_version_one_verbatim(store: Store, _url: &str) -> Result<()> {
+    let created = store.create_orchestration("orch-a", &definition("a1")).await?;
+    assert_eq!(created.id, "orch-a");
+    assert_eq!(created.version, 1);
+    assert_eq!(created.definition, definition("a1"));
+    assert_eq!(created.created_at, created.updated_at);
+
+    assert_eq!(store.get_orchestration("orch-a").await?, Some(created));
+    assert_eq!(
+        store.get_orchestration_version("orch-a", 1).await?,
+        Some(StoredDefinition {
+            orchestration_id: "orch-a".into(),
+            version: 1,
+            definition: definition("a1"),
+        })
+    );
+    Ok(())
+}
+
+async fn create_orchestration_rejects_a_used_id(store: Store, _url: &str) -> Result<()> {
+    let created = store.create_orchestration("orch-a", &definition("a1")).await?;
+    let error = store
+        .create_orchestration("orch-a", &definition("other"))
+        .await
+        .expect_err("an existing id cannot be created again");
+    assert!(
+        !format!("{error:#}").contains("other"),
+        "errors never show the definition: {error:#}"
+    );
+    assert_eq!(store.get_orchestration("orch-a").await?, Some(created));
+
+    // Nor can a deleted one: runs pinned to its versions must keep reading what they
+    // started with.
+    assert!(store.delete_orchestration("orch-a").await?);
+    ensure!(
+        store
+            .create_orchestration("orch-a", &definition("other"))
+            .await
+            .is_err(),
+        "the id of a deleted orchestration cannot be reused"
+    );
+    assert_eq!(store.get_orchestration("orch-a").await?, None);
+    let kept = store
+        .get_orchestration_version("orch-a", 1)
+        .await?
+        .context("kept")?;
+    assert_eq!(kept.definition, definition("a1"));
+    Ok(())
+}
+
+async fn large_orchestration_round_trips(store: Store, _url: &str) -> Result<()> {
+    // Many steps, each with a few encrypted params, make a definition of a few hundred
+    // KiB; over 1 MiB of one- to four-byte characters and JSON escapes leaves a margin.
+    let filler = "aé日🚀\\\"".repeat(100_000);
+    let big = format!(r#"{{"name":"big","blob":"{filler}"}}"#);
+    assert!(big.len() >= 1024 * 1024);
+    let created = store.create_orchestration("orch-big", &big).await?;
+    assert!(created.definition == big);
+    let stored = store.get_orchestration("orch-big").await?.context("exists")?;
+    assert!(stored.definition == big, "1 MiB of text comes back unchanged");
+    let page = store.definitions_page(None, 10).await?;
+    ensure!(
+        page.len() == 1 && page[0].definition == big,
+        "the walk reads it unchanged too"
+    );
+    assert!(
+        store.replace_definition("orch-big", 1, &big, "{}").await?,
+        "a swap compares all of it"
+    );
+    Ok(())
+}
+
+async fn missing_orchestration_is_absent_everywhere(store: Store, _url: &str) -> Result<()> {
+    assert_eq!(store.get_orchestration("nope").await?, None);
+    assert_eq!(store.get_orchestration_version("nope", 1).await?, None);
+    assert_eq!(
+        store.update_orchestration("nope", 1, &definition("x")).await?,
+        UpdateOutcome::NotFound
+    );
+    assert!(!store.delete_orchestration("nope").await?);
+    assert!(!store.replace_definition("nope", 1, "", &definition("x")).await?);
+    assert!(store.list_orchestrations().await?.is_empty());
+    assert!(store.definitions_page(None, 10).await?.is_empty());
+    Ok(())
+}
+
+async fn update_orchestration_adds_a_version_and_keeps_the_old(store: Store, _url: &str) -> Result<()> {
+    let created = store.create_orchestration("orch-a", &definition("a1")).await?;
+    let outcome = store.update_orchestration("orch-a", 1, &definition("a2")).await?;
+    let UpdateOutcome::Updated(updated) = outcome else {
+        panic!("update expecting the current version should succeed, got {outcome:?}");
+    };
+    assert_eq!(updated.id, "orch-a");
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.definition, definition("a2"));
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at >= created.updated_at);
+
+    assert_eq!(store.get_orchestration("orch-a").await?, Some(updated));
+    let v1 = store
+        .get_orchestration_version("orch-a", 1)
+        .await?
+        .context("v1 kept")?;
+    assert_eq!(v1.definition, definition("a1"), "runs pinned to v1 still read v1");
+    let v2 = store
+        .get_orchestration_version("orch-a", 2)
+        .await?
+        .context("v2")?;
+    assert_eq!(v2.definition, definition("a2"));
+    assert_eq!(store.get_orchestration_version("orch-a", 3).await?, None);
+    Ok(())
+}
+
+async fn stale_update_conflicts_and_writes_nothing(store: Store, _url: &str) -> Result<()> {
+    store.create_orchestration("orch-a", &definition("a1")).await?;
+    let UpdateOutcome::Updated(current) = store.update_orchestration("orch-a", 1, &definition("a2")).await?
+    else {
+        panic!("first update succeeds");
+    };
+    for expected in [1, 3] {
+        assert_eq!(
+            store
+                .update_orchestration("orch-a", expected, &definition("a3"))
+                .await?,
+            UpdateOutcome::Conflict { current_version: 2 },
+            "expecting version {expected}"
+        );
+    }
+    assert_eq!(store.get_orchestration("orch-a").await?, Some(current));
+    assert_eq!(store.get_orchestration_version("orch-a", 3).await?, None);
+    Ok(())
+}
+
+async fn concurrent_updates_of_one_version_let_one_win(store: Store, _url: &str) -> Result<()> {
+    store.create_orchestration("orch-race", &definition("v1")).await?;
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .update_orchestration("orch-race", 1, &definition(&format!("racer-{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await?? {
+            UpdateOutcome::Updated(record) => winners.push(record),
+            UpdateOutcome::Conflict { current_version } => {
+                ensure!(current_version == 2, "conflict at version {current_version}")
+            }
+            UpdateOutcome::NotFound => panic!("the orchestration exists"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one update of version 1 wins");
+    let winner = winners.remove(0);
+    assert_eq!(winner.version, 2);
+    assert_eq!(store.get_orchestration("orch-race").await?, Some(winner));
+    assert_eq!(store.get_orchestration_version("orch-race", 3).await?, None);
+    Ok(())
+}
+
+async fn delete_orchestration_keeps_its_versions(store: Store, _url: &str) -> Result<()> {
+    store.create_orchestration("orch-a", &definition("a1")).await?;
+    store.update_orchestration("orch-a", 1, &definition("a2")).await?;
+    let other = store.create_orchestration("orch-b", &definition("b1")).await?;
+
+    assert!(store.delete_orchestration("orch-a").await?);
+    assert_eq!(store.get_orchestration("orch-a").await?, None);
+    for (version, name) in [(1, "a1"), (2, "a2")] {
+        let kept = store
+            .get_orchestration_version("orch-a", version)
+            .await?
+            .with_context(|| format!("version {version} outlives the orchestration"))?;
+        assert_eq!(kept.definition, definition(name));
+    }
+    assert!(
+        !store.delete_orchestration("orch-a").await?,
+        "second delete finds nothing"
+    );
+    assert_eq!(
+        store.update_orchestration("orch-a", 2, &definition("a3")).await?,
+        UpdateOutcome::NotFound
+    );
+    assert_eq!(store.get_orchestration_version("orch-a", 3).await?, None);
+    assert_eq!(store.list_orchestrations().await?, [other]);
+    Ok(())
+}
+
+async fn list_orchestrations_is_ordered_by_creation(store: Store, _url: &str) -> Result<()> {
+    let mut current: Vec<OrchestrationRecord> = Vec::new();
+    // Creation order differs from id order, so the listing must follow the timestamps.
+    for id in ["orch-c", "orch-a", "orch-d", "orch-b"] {
+        current.push(store.create_orchestration(id, &definition(id)).await?);
+    }
+    // An update moves neither the orchestration in the list nor its created_at.
+    let UpdateOutcome::Updated(updated) = store.update_orchestration("orch-a", 1, &definition("a2")).await?
+    else {
+        panic!("update succeeds");
+    };
+    current[1] = updated;
+    assert!(store.delete_orchestration("orch-d").await?);
+    current.remove(2);
+    // Two creations can share a microsecond; the id orders those.
+    current.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+
+    let listed = store.list_orchestrations().await?;
+    assert_eq!(
+        listed, current,
+        "current versions, in creation order, without the deleted one"
+    );
+    Ok(())
+}
+
+async fn definitions_page_walks_every_version(store: Store, _url: &str) -> Result<()> {
+    // "orch-b" < "orch_a" in byte order but not in most locales' collations: the walk
+    // must order ids the same way on both backends.
+    let versions = [("orch_a", 3), ("orch-b", 1), ("orch-c", 2), ("orch-deleted", 2)];
+    let mut expected = Vec::new();
+    for (id, count) in versions {
+        store
+            .create_orchestration(id, &definition(&format!("{id} v1")))
+            .await?;
+        for version in 2..=count {
+            let name = format!("{id} v{version}");
+            let outcome = store
+                .update_orchestration(id, version - 1, &definition(&name))
+                .await?;
+            ensure!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
+        }
+        for version in 1..=count {
+            expected.push(StoredDefinition {
+                orchestration_id: id.into(),
+                version,
+                definition: definition(&format!("{id} v{version}")),
+            });
+        }
+    }
+    assert!(store.delete_orchestration("orch-deleted").await?);
+    expected.sort_by(|a, b| {
+        (a.orchestration_id.as_bytes(), a.version).cmp(&(b.orchestration_id.as_bytes(), b.version))
+    });
+
+    let mut walked = Vec::new();
+    let mut after: Option<(String, i64)> = None;
+    loop {
+        let page = store
+            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), 2)
+            .await?;
+        ensure!(page.len() <= 2, "a page holds at most the limit: {}", page.len());
+        let Some(last) = page.last() else { break };
+        after = Some((last.orchestration_id.clone(), last.version));
+        walked.extend(page);
+    }
+    assert_eq!(
+        walked, expected,
+        "every version once, deleted ones included, in key order"
+    );
+    Ok(())
+}
+
+async fn replace_definition_swaps_only_the_expected_text(store: Store, _url: &str) -> Result<()> {
+    store.create_orchestration("orch-a", &definition("a1")).await?;
+    let UpdateOutcome::Updated(current) = store.update_orchestration("orch-a", 1, &definition("a2")).await?
+    else {
+        panic!("update succeeds");
+    };
+
+    // Re-encrypting an old version touches only that version.
+    assert!(
+        store
+            .replace_definition("orch-a", 1, &definition("a1"), &definition("a1 rewrapped"))
+            .await?
+    );
+    let v1 = store
+        .get_orchestration_version("orch-a", 1)
+        .await?
+        .context("v1")?;
+    assert_eq!(v1.definition, definition("a1 rewrapped"));
+    assert_eq!(store.get_orchestration("orch-a").await?, Some(current.clone()));
+
+    // A swap based on text that has since changed writes nothing.
+    assert!(
+        !store
+            .replace_definition("orch-a", 1, &definition("a1"), &definition("lost"))
+            .await?
+    );
+    let v1 = store
+        .get_orchestration_version("orch-a", 1)
+        .await?
+        .context("v1")?;
+    assert_eq!(v1.definition, definition("a1 rewrapped"));
+    assert!(
+        !store
+            .replace_definition("orch-a", 3, &definition("a2"), &definition("lost"))
+            .await?,
+        "no such version"
+    );
+
+    // The current version, as get sees it; and versions of deleted orchestrations too.
+    assert!(
+        store
+            .replace_definition("orch-a", 2, &definition("a2"), &definition("a2 rewrapped"))
+            .await?
+    );
+    let read = store.get_orchestration("orch-a").await?.context("exists")?;
+    assert_eq!(read.definition, definition("a2 rewrapped"));
+    assert_eq!(
+        read.updated_at, current.updated_at,
+        "the definition means the same"
+    );
+    assert!(store.delete_orchestration("orch-a").await?);
+    assert!(
+        store
+            .replace_definition("orch-a", 2, &definition("a2 rewrapped"), &definition("a2 again"))
+            .await?
+    );
+    let v2 = store
+        .get_orchestration_version("orch-a", 2)
+        .await?
+        .context("v2")?;
+    assert_eq!(v2.definition, definition("a2 again"));
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! returned.
 
 use crate::functions::FunctionsError;
+use crate::orchestrations::OrchestrationsError;
 use crate::runtime::{InvokeError, LogEntry};
 use axum::Json;
 use axum::http::StatusCode;
@@ -17,6 +18,9 @@ pub enum ApiError {
     /// 401: no bearer token, or the wrong one.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 409: the resource changed underneath the request.
+    #[error("{0}")]
+    Conflict(String),
     /// 404.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -61,6 +65,24 @@ impl From<FunctionsError> for ApiError {
     }
 }
 
+impl From<OrchestrationsError> for ApiError {
+    fn from(error: OrchestrationsError) -> Self {
+        let message = error.to_string();
+        match error {
+            OrchestrationsError::NotFound(_) => Self::NotFound {
+                code: "orchestration_not_found",
+                message,
+            },
+            OrchestrationsError::Invalid(_) => Self::bad_request("invalid_definition", message),
+            OrchestrationsError::InvalidParam(_) => Self::bad_request("invalid_encrypted_params", message),
+            OrchestrationsError::UnknownFunction { .. } => Self::bad_request("unknown_function", message),
+            OrchestrationsError::Conflict(_) => Self::Conflict(message),
+            OrchestrationsError::Input(input) => Self::Internal(input.into()),
+            OrchestrationsError::Internal(internal) => Self::Internal(internal),
+        }
+    }
+}
+
 fn invoke_status_and_code(error: &InvokeError) -> (StatusCode, &str) {
     match error {
         InvokeError::Function { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code.as_str()),
@@ -96,6 +118,7 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::NotFound { code, message } => body(StatusCode::NOT_FOUND, code, message),
+            Self::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
             Self::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -5,12 +5,14 @@ mod body;
 mod error;
 mod functions;
 mod ops;
+mod orchestrations;
 
 pub use body::describe_json_error;
 pub use error::ApiError;
 
 use crate::config::ApiToken;
 use crate::functions::Functions;
+use crate::orchestrations::Orchestrations;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -24,12 +26,14 @@ use tracing::Level;
 pub struct AppState {
     pub store: Store,
     pub functions: Functions,
+    pub orchestrations: Orchestrations,
     pub token: ApiToken,
 }
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(functions::router())
+        .merge(orchestrations::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/v1", v1)

@@ -2,6 +2,7 @@
 //! a running server over HTTP through `trellis-client`, exactly as any user would.
 
 mod functions;
+mod keys;
 
 use crate::config::{Config, ServeArgs};
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     /// Upload, inspect and invoke functions on a running server.
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// Key rotation for encryptedParams.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Where the resource commands find the server.
@@ -91,6 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             crate::server::start(config).await?.wait_for_signal().await
         }
         Command::Functions(command) => command.run().await,
+        Command::Keys(command) => command.run().await,
     }
 }
 

@@ -93,6 +93,41 @@ impl PutOutcome {
     }
 }
 
+/// The current version of an orchestration.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OrchestrationRecord {
+    pub id: String,
+    /// The current version: 1 on creation, +1 on every update.
+    pub version: i64,
+    /// JSON text, opaque to the store and returned byte for byte as stored. Secrets in
+    /// it are encrypted blobs; it still belongs in no log or error message.
+    pub definition: String,
+    pub created_at: DateTime<Utc>,
+    /// When the current version was written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored version of an orchestration's definition, current or not, of an
+/// orchestration that may since have been deleted.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredDefinition {
+    pub orchestration_id: String,
+    pub version: i64,
+    pub definition: String,
+}
+
+/// What [`Store::update_orchestration`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// The new definition is stored as the next version, now the current one.
+    Updated(OrchestrationRecord),
+    /// No orchestration has this id (or it was deleted).
+    NotFound,
+    /// The current version is not the expected one: someone else updated first.
+    /// Nothing was written.
+    Conflict { current_version: i64 },
+}
+
 /// The database, whichever backend the URL chose. Cheap to clone: it wraps a pool.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -126,6 +161,46 @@ trait Backend {
     ) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
 
     fn delete_function(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    fn create_orchestration(
+        &self,
+        id: &str,
+        definition: &str,
+    ) -> impl Future<Output = Result<OrchestrationRecord>> + Send;
+
+    fn get_orchestration(&self, id: &str)
+    -> impl Future<Output = Result<Option<OrchestrationRecord>>> + Send;
+
+    fn get_orchestration_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<StoredDefinition>>> + Send;
+
+    fn list_orchestrations(&self) -> impl Future<Output = Result<Vec<OrchestrationRecord>>> + Send;
+
+    fn update_orchestration(
+        &self,
+        id: &str,
+        expected_version: i64,
+        definition: &str,
+    ) -> impl Future<Output = Result<UpdateOutcome>> + Send;
+
+    fn delete_orchestration(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    fn definitions_page(
+        &self,
+        after: Option<(&str, i64)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredDefinition>>> + Send;
+
+    fn replace_definition(
+        &self,
+        id: &str,
+        version: i64,
+        expected: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -208,6 +283,82 @@ impl Store {
     /// `true` if a function was deleted, `false` if there was none.
     pub async fn delete_function(&self, id: &str) -> Result<bool> {
         dispatch!(self, b => b.delete_function(id))
+    }
+
+    /// Stores `definition` as version 1 of a new orchestration, in one transaction;
+    /// `created_at` and `updated_at` are now. Errors if `id` exists, or existed and was
+    /// deleted (its versions remain): ids are server-generated UUIDs, so either means a
+    /// bug, and reusing one would change what runs pinned to its versions execute.
+    pub async fn create_orchestration(&self, id: &str, definition: &str) -> Result<OrchestrationRecord> {
+        dispatch!(self, b => b.create_orchestration(id, definition))
+    }
+
+    /// The current version, or `None` if there is no such orchestration (also after a
+    /// delete).
+    pub async fn get_orchestration(&self, id: &str) -> Result<Option<OrchestrationRecord>> {
+        dispatch!(self, b => b.get_orchestration(id))
+    }
+
+    /// One version of an orchestration, current or not, even of a deleted one: what a
+    /// run that pinned it executes.
+    pub async fn get_orchestration_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredDefinition>> {
+        dispatch!(self, b => b.get_orchestration_version(id, version))
+    }
+
+    /// The current version of every orchestration, ordered by `created_at`, then id.
+    pub async fn list_orchestrations(&self) -> Result<Vec<OrchestrationRecord>> {
+        dispatch!(self, b => b.list_orchestrations())
+    }
+
+    /// In one transaction: if the current version is `expected_version`, stores
+    /// `definition` as the next version, makes it current and bumps `updated_at`.
+    /// Otherwise writes nothing and says why. Concurrent updates expecting the same
+    /// version are serialised: exactly one of them succeeds.
+    pub async fn update_orchestration(
+        &self,
+        id: &str,
+        expected_version: i64,
+        definition: &str,
+    ) -> Result<UpdateOutcome> {
+        dispatch!(self, b => b.update_orchestration(id, expected_version, definition))
+    }
+
+    /// `true` if an orchestration was deleted, `false` if there was none. Its versions
+    /// remain readable with [`Store::get_orchestration_version`].
+    pub async fn delete_orchestration(&self, id: &str) -> Result<bool> {
+        dispatch!(self, b => b.delete_orchestration(id))
+    }
+
+    /// Every stored version of every orchestration, deleted ones included, ordered by
+    /// `(orchestration_id, version)` (ids in byte order), starting after the keyset
+    /// cursor `after` (exclusive), at most `limit` of them. Pass the last row of a page
+    /// as `after` to get the next; an empty page is the end. For key rotation, which
+    /// counts and re-encrypts secrets in batches.
+    pub async fn definitions_page(
+        &self,
+        after: Option<(&str, i64)>,
+        limit: u32,
+    ) -> Result<Vec<StoredDefinition>> {
+        dispatch!(self, b => b.definitions_page(after, limit))
+    }
+
+    /// Compare-and-swap of one stored version's text: writes `new` only if the stored
+    /// text is exactly `expected`, and returns whether it wrote (`false` also if there
+    /// is no such version). Key rotation re-encrypts blobs in place this way while
+    /// servers keep serving: a concurrent change makes the swap fail rather than be
+    /// lost. Timestamps are unchanged; the definition means the same.
+    pub async fn replace_definition(
+        &self,
+        id: &str,
+        version: i64,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool> {
+        dispatch!(self, b => b.replace_definition(id, version, expected, new))
     }
 
     /// Waits for in-flight queries and closes every connection. Clones of this store
@@ -299,6 +450,35 @@ impl FunctionRowWithBytes {
     fn into_record_and_bytes(self) -> Result<(FunctionRecord, Vec<u8>)> {
         Ok((self.row.into_record()?, self.bytes))
     }
+}
+
+/// An `orchestrations` row as both backends return it from a write, without the
+/// definition (which the caller already has, and which can be large).
+#[derive(sqlx::FromRow)]
+struct OrchestrationHeader {
+    id: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl OrchestrationHeader {
+    fn with_definition(self, definition: &str) -> OrchestrationRecord {
+        OrchestrationRecord {
+            id: self.id,
+            version: self.version,
+            definition: definition.to_owned(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// The version an update of `current` writes.
+fn next_version(id: &str, current: i64) -> Result<i64> {
+    current
+        .checked_add(1)
+        .with_context(|| format!("orchestration {id} has no version numbers left"))
 }
 
 fn settings_json(settings: &FunctionSettings) -> Result<String> {

@@ -1,0 +1,132 @@
+//! Key rotation over stored definitions: counting secrets per key version (for
+//! `trellis keys status` and the start-up check) and re-encrypting everything not on
+//! the current version (`trellis keys rewrap`), so an old key can be retired.
+
+use super::model::{Definition, Step};
+use super::{parse, stored_text};
+use crate::secrets::{Binding, KeyVersion, Keyring, rewrap};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
+/// Definitions read per page; a page is small enough to hold in memory whatever the
+/// definitions' size, large enough that a scan is a handful of queries.
+const PAGE: u32 = 200;
+
+/// Secrets per key version across every stored version of every orchestration
+/// (deleted ones too: runs may still need them).
+pub async fn count_by_version(store: &Store) -> Result<BTreeMap<KeyVersion, u64>> {
+    let mut counts = BTreeMap::new();
+    let mut after: Option<(String, i64)> = None;
+    loop {
+        let page = store
+            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.orchestration_id.clone(), last.version));
+        for stored in &page {
+            for version in super::params::key_versions(&parse(&stored.definition)?) {
+                *counts.entry(version).or_default() += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Refuses to start when stored secrets use a key version the keyring lacks: every
+/// run of those steps would fail. Names the versions and how many params use each.
+pub async fn check_keyring_covers_store(store: &Store, keyring: &Keyring) -> Result<()> {
+    let missing: Vec<String> = count_by_version(store)
+        .await?
+        .into_iter()
+        .filter(|(version, _)| !keyring.contains(*version))
+        .map(|(version, count)| format!("version {version} ({count} params)"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "stored encryptedParams use key versions missing from the keyring: {}. Add those keys back to \
+             SECRET_KEYS (run `trellis keys rewrap` before removing a key)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapReport {
+    /// Definition versions rewritten.
+    pub definitions: u64,
+    /// Secrets re-encrypted under the current key.
+    pub params: u64,
+}
+
+/// Re-encrypts every secret not on the current key version (new IV, same binding),
+/// one definition version per compare-and-swap, in pages. Safe while servers run:
+/// they only add versions, and a definition that changed under us is read again.
+/// Resumable: it only ever touches what is still on an old version.
+pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport> {
+    let mut report = RewrapReport::default();
+    let mut after: Option<(String, i64)> = None;
+    loop {
+        let page = store
+            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.orchestration_id.clone(), last.version));
+        for stored in page {
+            let mut text = stored.definition;
+            // A lost race means another rewrap got there first; a couple of rounds
+            // settle it.
+            for _ in 0..3 {
+                let mut definition = parse(&text)?;
+                let moved = rewrap_definition(&mut definition, &stored.orchestration_id, keyring)?;
+                if moved == 0 {
+                    break;
+                }
+                let new_text = stored_text(&definition)?;
+                if store
+                    .replace_definition(&stored.orchestration_id, stored.version, &text, &new_text)
+                    .await?
+                {
+                    report.definitions += 1;
+                    report.params += moved;
+                    break;
+                }
+                text = store
+                    .get_orchestration_version(&stored.orchestration_id, stored.version)
+                    .await?
+                    .context("a definition version disappeared during rewrap")?
+                    .definition;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Rewraps the secrets of one definition in place; returns how many moved.
+fn rewrap_definition(definition: &mut Definition, orchestration_id: &str, keyring: &Keyring) -> Result<u64> {
+    let current = keyring.current_version();
+    let mut moved = 0;
+    for step in &mut definition.steps {
+        let Step::Compute(compute) = step else { continue };
+        let step_id = compute.id.clone();
+        for (name, entry) in compute.encrypted_params.iter_mut().flatten() {
+            let Some(version) = entry.key_version.filter(|version| *version != current) else {
+                continue;
+            };
+            let binding = Binding {
+                orchestration_id,
+                step_id: &step_id,
+                param: name,
+            };
+            let blob = entry.value.as_deref().unwrap_or_default();
+            let (new_blob, new_version) = rewrap(keyring, &binding, version, blob).map_err(|error| {
+                anyhow::anyhow!("orchestration {orchestration_id} step `{step_id}` param `{name}`: {error}")
+            })?;
+            entry.value = Some(new_blob);
+            entry.key_version = Some(new_version);
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}

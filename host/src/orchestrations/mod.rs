@@ -1,0 +1,200 @@
+//! Orchestrations as a capability: create, read, update, delete definitions with
+//! step-scoped `encryptedParams` (ARCHITECTURE.md §4), and the step input the engine
+//! hands to a compute step. The REST API, MCP and CLI all go through here.
+
+pub mod input;
+pub mod keys;
+pub mod model;
+pub mod params;
+pub mod validate;
+
+use crate::secrets::Keyring;
+use crate::store::{OrchestrationRecord, Store, UpdateOutcome};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use model::{Definition, Step};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub use input::{InputError, StepInput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestrationsError {
+    #[error("orchestration `{0}` not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] validate::InvalidDefinition),
+    #[error(transparent)]
+    InvalidParam(#[from] params::InvalidParam),
+    #[error("step `{step}`: function `{function}` does not exist; upload it first")]
+    UnknownFunction { step: String, function: String },
+    #[error("orchestration `{0}` was changed by another request meanwhile; read it again and retry")]
+    Conflict(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = OrchestrationsError> = std::result::Result<T, E>;
+
+/// What every read returns: the definition with every secret masked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Orchestration {
+    pub id: String,
+    pub version: i64,
+    #[serde(flatten)]
+    pub definition: Definition,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Orchestrations {
+    store: Store,
+    keyring: Arc<Keyring>,
+}
+
+impl Orchestrations {
+    pub fn new(store: Store, keyring: Arc<Keyring>) -> Self {
+        Self { store, keyring }
+    }
+
+    pub async fn create(&self, mut definition: Definition) -> Result<Orchestration> {
+        self.check(&definition).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        params::seal_sent(&mut definition, None, &id, &self.keyring)?;
+        let record = self
+            .store
+            .create_orchestration(&id, &stored_text(&definition)?)
+            .await?;
+        masked(record)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Orchestration> {
+        masked(self.current(id).await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Orchestration>> {
+        self.store
+            .list_orchestrations()
+            .await?
+            .into_iter()
+            .map(masked)
+            .collect()
+    }
+
+    /// Full replace under the rules of §4: new secrets are sealed, `encrypted: true`
+    /// entries keep the stored blob of the same step and name, omitted ones go.
+    pub async fn update(&self, id: &str, mut definition: Definition) -> Result<Orchestration> {
+        self.check(&definition).await?;
+        let current = self.current(id).await?;
+        let previous = parse(&current.definition)?;
+        params::seal_sent(&mut definition, Some(&previous), id, &self.keyring)?;
+        // Only replaces the version the blobs were taken from, so a concurrent update
+        // can never be overwritten with secrets it did not see.
+        match self
+            .store
+            .update_orchestration(id, current.version, &stored_text(&definition)?)
+            .await?
+        {
+            UpdateOutcome::Updated(record) => masked(record),
+            UpdateOutcome::NotFound => Err(OrchestrationsError::NotFound(id.to_owned())),
+            UpdateOutcome::Conflict { .. } => Err(OrchestrationsError::Conflict(id.to_owned())),
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        match self.store.delete_orchestration(id).await? {
+            true => Ok(()),
+            false => Err(OrchestrationsError::NotFound(id.to_owned())),
+        }
+    }
+
+    /// The triggerParams of compute step `step_id` of version `version`: `input ⊕
+    /// params ⊕ decrypted encryptedParams`. (`{{ }}` templates in params are
+    /// resolved by the engine, which passes them through here once it runs steps.)
+    pub async fn step_input(
+        &self,
+        id: &str,
+        version: i64,
+        step_id: &str,
+        input: &Map<String, Value>,
+    ) -> Result<StepInput> {
+        let stored = self
+            .store
+            .get_orchestration_version(id, version)
+            .await?
+            .ok_or_else(|| OrchestrationsError::NotFound(id.to_owned()))?;
+        let definition = parse(&stored.definition)?;
+        let params = definition
+            .steps
+            .iter()
+            .find_map(|step| match step {
+                Step::Compute(compute) if compute.id == step_id => compute.params.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(input::assemble(
+            &definition,
+            id,
+            step_id,
+            input,
+            &params,
+            &self.keyring,
+        )?)
+    }
+
+    async fn current(&self, id: &str) -> Result<OrchestrationRecord> {
+        self.store
+            .get_orchestration(id)
+            .await?
+            .ok_or_else(|| OrchestrationsError::NotFound(id.to_owned()))
+    }
+
+    /// Shape, references and sizes, then that every function exists.
+    async fn check(&self, definition: &Definition) -> Result<()> {
+        validate::check(definition)?;
+        for step in &definition.steps {
+            if let Step::Compute(compute) = step
+                && self.store.get_function(&compute.function_id).await?.is_none()
+            {
+                return Err(OrchestrationsError::UnknownFunction {
+                    step: compute.id.clone(),
+                    function: compute.function_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stored definitions were written by this code; failing to read one is our bug.
+/// The error gives the position only: serde's message could quote stored text.
+pub fn parse(text: &str) -> Result<Definition> {
+    serde_json::from_str(text).map_err(|error| {
+        OrchestrationsError::Internal(anyhow::anyhow!(
+            "a stored definition is unreadable at line {} column {}",
+            error.line(),
+            error.column()
+        ))
+    })
+}
+
+pub(crate) fn stored_text(definition: &Definition) -> Result<String> {
+    Ok(serde_json::to_string(definition).context("serialising a definition")?)
+}
+
+fn masked(record: OrchestrationRecord) -> Result<Orchestration> {
+    let mut definition = parse(&record.definition)?;
+    params::mask(&mut definition);
+    Ok(Orchestration {
+        id: record.id,
+        version: record.version,
+        definition,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    })
+}

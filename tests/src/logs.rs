@@ -1,0 +1,42 @@
+//! Captures every log line the process writes at DEBUG and above, so a test can prove
+//! that a secret never reaches one. One capture per test binary (tracing has one
+//! global subscriber); each test searches for its own secrets.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+static CAPTURED: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+
+fn buffer() -> &'static Mutex<Vec<u8>> {
+    CAPTURED.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        buffer()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per process; later calls do nothing).
+pub fn capture() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .try_init();
+}
+
+/// Everything logged so far in this process.
+pub fn captured() -> String {
+    String::from_utf8_lossy(&buffer().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}

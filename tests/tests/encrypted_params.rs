@@ -1,0 +1,644 @@
+//! `encryptedParams` through the HTTP API on both backends, exactly as announced:
+//! encrypted before the database, masked on every read, decrypted only for the step
+//! that owns them, rotatable without re-encrypting, and never in a response, an
+//! error, a stored row or a log line.
+
+use reqwest::StatusCode;
+use serde_json::{Map, Value, json};
+use trellis::orchestrations::keys;
+use trellis_tests::{Backend, Options, TOKEN, TestServer, component, keyring_json, logs, on_both_backends};
+
+on_both_backends!(
+    saves_encrypt_and_reads_mask,
+    updates_keep_remove_and_refuse,
+    storage_holds_no_plaintext,
+    the_same_value_encrypts_differently,
+    rotation_then_rewrap_then_retire_the_old_key,
+    a_moved_blob_fails_to_decrypt_by_name,
+    malformed_requests_never_echo_secrets,
+    definitions_are_validated,
+);
+
+const MASKED: &str = "********";
+
+/// A unique secret per test, so the log search finds only its own.
+fn secret(label: &str) -> String {
+    format!("{label}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The announcement's orchestration: evaluate → approval → provision with secrets.
+fn provision_repo(private_key: &str, app_id: &str) -> Value {
+    json!({
+        "name": "Provision Repo",
+        "description": "evaluate, approve, provision",
+        "steps": [
+            { "id": "evaluate", "type": "compute", "functionId": "digest" },
+            { "id": "approve", "type": "approval", "message": "Create it?" },
+            { "id": "provision-repo", "type": "compute", "functionId": "digest",
+              "params": { "org": "acme", "GITHUB_APP_ID": "loses-to-the-secret" },
+              "encryptedParams": {
+                  "GITHUB_PRIVATE_KEY": { "value": private_key, "encrypt": true },
+                  "GITHUB_APP_ID": { "value": app_id, "encrypt": true },
+                  "REGION": { "value": "eu-west", "encrypt": false }
+              } }
+        ]
+    })
+}
+
+async fn start(backend: Backend) -> TestServer {
+    logs::capture();
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("digest", component("digest"))
+        .await
+        .expect("upload digest");
+    server
+}
+
+async fn send(server: &TestServer, method: reqwest::Method, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, path: &str) -> Value {
+    let response = server
+        .http
+        .get(server.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("JSON")
+}
+
+/// The triggerParams the engine would hand `step` of the current version.
+async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, String> {
+    let version = server
+        .state()
+        .orchestrations
+        .get(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .version;
+    let input = server
+        .state()
+        .orchestrations
+        .step_input(id, version, step, &Map::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::from_str(&input.params).expect("JSON"))
+}
+
+fn assert_nowhere(text: &str, secrets: &[&str], place: &str) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret reached {place}");
+    }
+}
+
+fn assert_not_logged(secrets: &[&str]) {
+    assert_nowhere(&logs::captured(), secrets, "the debug log");
+}
+
+async fn saves_encrypt_and_reads_mask(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app_id) = (secret("-----BEGIN RSA PRIVATE KEY-----\nMIIE"), secret("app"));
+    let (status, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&key, &app_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["version"], 1);
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let masked = json!({
+        "GITHUB_PRIVATE_KEY": { "value": MASKED, "encrypted": true },
+        "GITHUB_APP_ID": { "value": MASKED, "encrypted": true },
+        "REGION": { "value": "eu-west", "encrypted": false }
+    });
+    assert_eq!(created["steps"][2]["encryptedParams"], masked);
+
+    let read = get(&server, &format!("/v1/orchestrations/{id}")).await;
+    assert_eq!(read["steps"][2]["encryptedParams"], masked);
+    assert_eq!(read["name"], "Provision Repo");
+    let list = get(&server, "/v1/orchestrations").await;
+    assert_eq!(list["data"][0]["steps"][2]["encryptedParams"], masked);
+    let (blob, _) = stored_blob(&server, &id, "GITHUB_APP_ID").await;
+    let ciphertext = blob.split(':').nth(1).expect("iv:ciphertext:tag");
+    for body in [&created, &read, &list] {
+        assert_nowhere(
+            &body.to_string(),
+            &[&key, &app_id, "keyVersion", ciphertext],
+            "a response",
+        );
+    }
+
+    // Only the owning step receives them, decrypted, over same-named params.
+    let received = step_input(&server, &id, "provision-repo")
+        .await
+        .expect("assembled");
+    assert_eq!(received["GITHUB_PRIVATE_KEY"], key);
+    assert_eq!(received["GITHUB_APP_ID"], app_id);
+    assert_eq!(received["org"], "acme");
+    let evaluate = step_input(&server, &id, "evaluate").await.expect("assembled");
+    assert_eq!(evaluate, json!({}), "evaluate sees no secrets");
+    assert_not_logged(&[&key, &app_id]);
+}
+
+async fn updates_keep_remove_and_refuse(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app_id, new_id) = (secret("key"), secret("app"), secret("new-app"));
+    let (_, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&key, &app_id),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/orchestrations/{id}");
+
+    // Send back what was read, changing one secret and dropping REGION: the kept one
+    // still decrypts, the new one replaces, the omitted one is gone.
+    let mut update = get(&server, &path).await;
+    for field in ["id", "version", "createdAt", "updatedAt"] {
+        update.as_object_mut().expect("object").remove(field);
+    }
+    let params = &mut update["steps"][2]["encryptedParams"];
+    params["GITHUB_APP_ID"] = json!({ "value": new_id, "encrypt": true });
+    params.as_object_mut().expect("object").remove("REGION");
+    let (status, updated) = send(&server, reqwest::Method::PUT, &path, &update).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+    assert_eq!(
+        updated["steps"][2]["encryptedParams"],
+        json!({ "GITHUB_PRIVATE_KEY": { "value": MASKED, "encrypted": true }, "GITHUB_APP_ID": { "value": MASKED, "encrypted": true } })
+    );
+    let received = step_input(&server, &id, "provision-repo")
+        .await
+        .expect("assembled");
+    assert_eq!(
+        (
+            received["GITHUB_PRIVATE_KEY"].as_str(),
+            received["GITHUB_APP_ID"].as_str()
+        ),
+        (Some(key.as_str()), Some(new_id.as_str()))
+    );
+    assert!(received.get("REGION").is_none());
+
+    // Each refused entry is a 400 naming step and param, and stores nothing.
+    let refused = [
+        (
+            json!({ "NEVER_STORED": { "value": MASKED, "encrypted": true } }),
+            "none is stored",
+        ),
+        (
+            json!({ "GITHUB_PRIVATE_KEY": { "value": MASKED, "encrypt": true } }),
+            "the mask",
+        ),
+        (
+            json!({ "GITHUB_PRIVATE_KEY": { "value": "aGVsbG8=:aGVsbG8=:aGVsbG8=", "encrypted": true } }),
+            "only keeps",
+        ),
+        (
+            json!({ "GITHUB_PRIVATE_KEY": { "value": "x", "encrypted": true, "keyVersion": 1 } }),
+            "keyVersion",
+        ),
+    ];
+    for (params, why) in refused {
+        let mut body = update.clone();
+        body["steps"][2]["encryptedParams"] = params;
+        let (status, error) = send(&server, reqwest::Method::PUT, &path, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {error}");
+        assert_eq!(error["error"]["code"], "invalid_encrypted_params");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("provision-repo") && message.contains(why),
+            "{message}"
+        );
+    }
+    let mut on_approval = update.clone();
+    on_approval["steps"][1]["encryptedParams"] = json!({ "K": { "value": "v", "encrypt": true } });
+    let (status, error) = send(&server, reqwest::Method::PUT, &path, &on_approval).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("only compute steps")
+    );
+
+    assert_eq!(
+        get(&server, &path).await["version"],
+        2,
+        "refused updates store nothing"
+    );
+    // Deleted: gone for reads and updates.
+    let response = server
+        .http
+        .delete(server.url(&path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = send(&server, reqwest::Method::PUT, &path, &update).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_not_logged(&[&key, &app_id, &new_id]);
+}
+
+/// Every byte the database holds: the SQLite files, or a `pg_dump`.
+fn database_bytes(server: &TestServer) -> Vec<u8> {
+    let url = server.database_url();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let dir = std::path::Path::new(path).parent().expect("a directory");
+        std::fs::read_dir(dir)
+            .expect("the database directory")
+            .flatten()
+            .flat_map(|entry| std::fs::read(entry.path()).unwrap_or_default())
+            .collect()
+    } else {
+        let output = std::process::Command::new("pg_dump")
+            .arg(url)
+            .output()
+            .expect("running pg_dump");
+        assert!(
+            output.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.stdout.windows(22).any(|w| w == b"orchestration_versions"),
+            "the dump has the table"
+        );
+        output.stdout
+    }
+}
+
+async fn storage_holds_no_plaintext(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app_id) = (secret("stored-key"), secret("stored-app"));
+    let (_, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&key, &app_id),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    // And a second version, keeping both.
+    let mut update = get(&server, &format!("/v1/orchestrations/{id}")).await;
+    update
+        .as_object_mut()
+        .expect("object")
+        .retain(|k, _| ["name", "steps"].contains(&k.as_str()));
+    send(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/v1/orchestrations/{id}"),
+        &update,
+    )
+    .await;
+
+    let bytes = database_bytes(&server);
+    assert!(
+        bytes.windows(12).any(|w| w == b"Provision Re"),
+        "the definition is in what was searched"
+    );
+    for plaintext in [&key, &app_id] {
+        assert!(
+            !bytes.windows(plaintext.len()).any(|w| w == plaintext.as_bytes()),
+            "plaintext in the database"
+        );
+    }
+    assert_not_logged(&[&key, &app_id]);
+}
+
+async fn stored_blob(server: &TestServer, id: &str, param: &str) -> (String, u64) {
+    let record = server
+        .state()
+        .store
+        .get_orchestration(id)
+        .await
+        .expect("read")
+        .expect("exists");
+    let stored: Value = serde_json::from_str(&record.definition).expect("JSON");
+    let entry = &stored["steps"][2]["encryptedParams"][param];
+    (
+        entry["value"].as_str().expect("blob").to_owned(),
+        entry["keyVersion"].as_u64().expect("version"),
+    )
+}
+
+async fn the_same_value_encrypts_differently(backend: Backend) {
+    let server = start(backend).await;
+    let key = secret("same");
+    let body = provision_repo(&key, &key);
+    let (_, a) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    let (_, b) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    let (a, b) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
+    let blobs = [
+        stored_blob(&server, a, "GITHUB_PRIVATE_KEY").await.0,
+        stored_blob(&server, a, "GITHUB_APP_ID").await.0,
+        stored_blob(&server, b, "GITHUB_PRIVATE_KEY").await.0,
+    ];
+    assert!(
+        blobs[0] != blobs[1] && blobs[0] != blobs[2] && blobs[1] != blobs[2],
+        "fresh IVs"
+    );
+    for blob in &blobs {
+        let parts: Vec<_> = blob.split(':').collect();
+        assert_eq!(parts.len(), 3, "iv:ciphertext:tag");
+    }
+}
+
+async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
+    let server = start(backend).await;
+    let (old_key, old_app) = (secret("old-key"), secret("old-app"));
+    let (_, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&old_key, &old_app),
+    )
+    .await;
+    let old_id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(stored_blob(&server, &old_id, "GITHUB_APP_ID").await.1, 1);
+
+    // Key 2 becomes current; key 1 stays for decryption.
+    let rotated = Options {
+        secret_keys: keyring_json(2, &[1, 2]),
+        ..Options::default()
+    };
+    let server = server.restart_with(rotated).await;
+    let received = step_input(&server, &old_id, "provision-repo")
+        .await
+        .expect("old params decrypt");
+    assert_eq!(received["GITHUB_APP_ID"], old_app);
+    let (new_key, new_app) = (secret("new-key"), secret("new-app"));
+    let (_, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&new_key, &new_app),
+    )
+    .await;
+    let new_id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        stored_blob(&server, &new_id, "GITHUB_APP_ID").await.1,
+        2,
+        "new saves use the current key"
+    );
+
+    // Removing key 1 now would strand its params: start-up refuses, naming it.
+    let stopped = server.stop().await;
+    let only_two = Options {
+        secret_keys: keyring_json(2, &[2]),
+        ..Options::default()
+    };
+    let (error, stopped) = match stopped.start(only_two.clone()).await {
+        Ok(_) => panic!("must refuse to start without key 1"),
+        Err(failure) => failure,
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("version 1 (2 params)"), "{message}");
+
+    // Rewrap moves everything to 2 (twice is a no-op), then key 1 can go.
+    let server = stopped
+        .start(Options {
+            secret_keys: keyring_json(2, &[1, 2]),
+            ..Options::default()
+        })
+        .await
+        .ok()
+        .expect("start");
+    let keyring = trellis::secrets::Keyring::from_json(&keyring_json(2, &[1, 2])).expect("keyring");
+    let report = keys::rewrap_all(&server.state().store, &keyring)
+        .await
+        .expect("rewrap");
+    assert_eq!((report.definitions, report.params), (1, 2));
+    assert_eq!(
+        keys::rewrap_all(&server.state().store, &keyring)
+            .await
+            .expect("again")
+            .params,
+        0
+    );
+    let counts = keys::count_by_version(&server.state().store)
+        .await
+        .expect("status");
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 4)]);
+
+    let server = server.restart_with(only_two).await;
+    for (id, app) in [(&old_id, &old_app), (&new_id, &new_app)] {
+        let received = step_input(&server, id, "provision-repo")
+            .await
+            .expect("decrypts with key 2 alone");
+        assert_eq!(&received["GITHUB_APP_ID"], app.as_str());
+    }
+    assert_not_logged(&[&old_key, &old_app, &new_key, &new_app]);
+}
+
+async fn a_moved_blob_fails_to_decrypt_by_name(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app) = (secret("moved-key"), secret("moved-app"));
+    let (_, a) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&key, &app),
+    )
+    .await;
+    let (_, b) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo("b-key", "b-app"),
+    )
+    .await;
+    let (a, b) = (
+        a["id"].as_str().expect("id").to_owned(),
+        b["id"].as_str().expect("id").to_owned(),
+    );
+    let store = &server.state().store;
+    let text_a = store
+        .get_orchestration(&a)
+        .await
+        .expect("read")
+        .expect("a")
+        .definition;
+    let text_b = store
+        .get_orchestration(&b)
+        .await
+        .expect("read")
+        .expect("b")
+        .definition;
+
+    // Into another orchestration: b's definition row now holds a's blobs.
+    assert!(
+        store
+            .replace_definition(&b, 1, &text_b, &text_a)
+            .await
+            .expect("copy")
+    );
+    let error = step_input(&server, &b, "provision-repo")
+        .await
+        .expect_err("bound to a");
+    assert!(
+        error.contains("step `provision-repo`") && error.contains("encryptedParams `GITHUB_APP_ID`"),
+        "{error}"
+    );
+    assert_nowhere(&error, &[&key, &app], "an error");
+
+    // Into another param name and another step of the same orchestration.
+    let mut moved: Value = serde_json::from_str(&text_a).expect("JSON");
+    let params = moved["steps"][2]["encryptedParams"]
+        .as_object_mut()
+        .expect("params");
+    let blob = params["GITHUB_PRIVATE_KEY"].clone();
+    params.insert("GITHUB_APP_ID".into(), blob.clone());
+    assert!(
+        store
+            .replace_definition(&a, 1, &text_a, &moved.to_string())
+            .await
+            .expect("rename")
+    );
+    let error = step_input(&server, &a, "provision-repo")
+        .await
+        .expect_err("bound to another name");
+    assert!(error.contains("encryptedParams `GITHUB_APP_ID`"), "{error}");
+    moved["steps"][0]["encryptedParams"] = json!({ "GITHUB_PRIVATE_KEY": blob });
+    moved["steps"][2]["encryptedParams"] = json!({});
+    let text_moved = store
+        .get_orchestration(&a)
+        .await
+        .expect("read")
+        .expect("a")
+        .definition;
+    assert!(
+        store
+            .replace_definition(&a, 1, &text_moved, &moved.to_string())
+            .await
+            .expect("move step")
+    );
+    let error = step_input(&server, &a, "evaluate")
+        .await
+        .expect_err("bound to another step");
+    assert!(error.contains("step `evaluate`"), "{error}");
+    assert_not_logged(&[&key, &app]);
+}
+
+async fn malformed_requests_never_echo_secrets(backend: Backend) {
+    let server = start(backend).await;
+    let leaked = secret("hunter2");
+    let bodies = [
+        // Wrong type next to a secret.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","encryptedParams":{{"K":{{"value":"{leaked}","encrypt":"yes"}}}}}}]}}"#
+        ),
+        // The secret itself in the wrong place.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","encryptedParams":{{"K":{{"value":{{"v":"{leaked}"}},"encrypt":true}}}}}}]}}"#
+        ),
+        // A secret where an enum is expected.
+        format!(r#"{{"name":"x","steps":[{{"id":"a","type":"{leaked}"}}]}}"#),
+        // Broken JSON right after a secret.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","encryptedParams":{{"K":{{"value":"{leaked}","encrypt":true}}"#
+        ),
+        // An unknown function with a secret on the step.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"nope","encryptedParams":{{"K":{{"value":"{leaked}","encrypt":true}}}}}}]}}"#
+        ),
+        // A bad param name with a secret value.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","encryptedParams":{{"bad-name":{{"value":"{leaked}","encrypt":true}}}}}}]}}"#
+        ),
+    ];
+    for body in bodies {
+        let response = server
+            .http
+            .post(server.url("/v1/orchestrations"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let text = response.text().await.expect("body");
+        assert!(text.contains(r#""error""#), "{text}");
+        assert_nowhere(&text, &[&leaked], "an error response");
+    }
+    assert!(
+        get(&server, "/v1/orchestrations").await["data"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+    assert_not_logged(&[&leaked]);
+}
+
+async fn definitions_are_validated(backend: Backend) {
+    let server = start(backend).await;
+    let cases = [
+        (
+            json!({ "name": "x", "steps": [{ "id": "a", "type": "compute", "functionId": "ghost" }] }),
+            "unknown_function",
+            "ghost",
+        ),
+        (
+            json!({ "name": "x", "steps": [{ "id": "a", "type": "delay", "delayMs": 5, "nextStepId": "b" }] }),
+            "invalid_definition",
+            "`b`",
+        ),
+        (
+            json!({ "name": "x", "steps": [{ "id": "a", "type": "delay", "delayMs": 5 }, { "id": "a", "type": "delay", "delayMs": 5 }] }),
+            "invalid_definition",
+            "twice",
+        ),
+        (
+            json!({ "name": "x", "steps": [{ "id": "a", "type": "teleport" }] }),
+            "invalid_json",
+            "expected",
+        ),
+        (
+            json!({ "name": "x", "steps": [{ "id": "a", "type": "delay", "delayMs": 5, "colour": "red" }] }),
+            "invalid_json",
+            "colour",
+        ),
+        (json!({ "name": "x", "steps": [] }), "invalid_definition", "steps"),
+    ];
+    for (body, code, mentions) in cases {
+        let (status, error) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(mentions),
+            "{error}"
+        );
+    }
+    let (status, _) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/orchestrations/not-there",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
