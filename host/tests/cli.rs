@@ -183,3 +183,147 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
     let (ok, _, err) = cli(data.path(), &again.url, &["functions", "get", "echo"]);
     assert!(ok, "{err}");
 }
+
+/// Runs `trellis serve` with `SECRET_KEYS` set and returns what it printed on stderr
+/// when it refused to start.
+fn refused_start(secret_keys: &str) -> String {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(TRELLIS)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("SECRET_KEYS", secret_keys)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("running trellis serve");
+    assert!(!output.status.success(), "serve must refuse {secret_keys}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn malformed_keyrings_stop_start_up_with_their_own_error() {
+    // A recognisable 32-byte key, and one a byte short.
+    let key = "S0VZLU1BVEVSSUFMLU5FVkVSLUVDSE9FRC0wMTIzNDU=";
+    let short = "S0VZLU1BVEVSSUFMLU5FVkVSLUVDSE9FRC0wMTIzNA==";
+    let cases = [
+        (
+            format!(r#"{{"currentKeyVersion": 1, "keys": {{"1": "{key}""#),
+            "not valid JSON",
+        ),
+        (
+            r#"{"currentKeyVersion": 1, "keys": {"1": "not base64!"}}"#.to_owned(),
+            "key 1 is not valid standard base64",
+        ),
+        (
+            format!(r#"{{"currentKeyVersion": 1, "keys": {{"1": "{short}"}}}}"#),
+            "key 1 is 31 bytes",
+        ),
+        (
+            format!(r#"{{"currentKeyVersion": 2, "keys": {{"1": "{key}"}}}}"#),
+            "currentKeyVersion 2 is not in",
+        ),
+        (
+            r#"{"currentKeyVersion": 1, "keys": {}}"#.to_owned(),
+            "\"keys\" is empty",
+        ),
+    ];
+    for (keyring, expected) in cases {
+        let stderr = refused_start(&keyring);
+        assert!(
+            stderr.contains("SECRET_KEYS") && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(key) && !stderr.contains(short),
+            "key material in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn keys_generate_status_and_rewrap_from_the_cli() {
+    let (ok, out, err) = {
+        let output = Command::new(TRELLIS)
+            .args(["keys", "generate"])
+            .output()
+            .expect("keys generate");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            output.stderr,
+        )
+    };
+    assert!(ok, "{}", String::from_utf8_lossy(&err));
+    let generated = out.trim().to_owned();
+    assert_eq!(generated.len(), 44, "base64 of 32 bytes: {generated}");
+
+    // A server on the embedded default stores two secrets under its generated key 1.
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let server = serve(data.path(), &logs.path().join("serve.out"));
+    let token = std::fs::read_to_string(data.path().join("api-token")).expect("token");
+    let definition = serde_json::json!({ "name": "rotate me", "steps": [
+        { "id": "call", "type": "compute", "functionId": "digest", "encryptedParams": {
+            "A": { "value": "first-secret", "encrypt": true }, "B": { "value": "second-secret", "encrypt": true } } }
+    ]});
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/orchestrations", server.url))
+            .bearer_auth(token.trim())
+            .json(&definition)
+            .send()
+            .await
+            .expect("create")
+            .status()
+    });
+    assert_eq!(status.as_u16(), 201);
+    drop(server);
+
+    let keys = |args: &[&str], secret_keys: Option<&str>| {
+        let mut command = Command::new(TRELLIS);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("DATABASE_URL");
+        match secret_keys {
+            Some(json) => command.env("SECRET_KEYS", json),
+            None => command.env_remove("SECRET_KEYS"),
+        };
+        let output = command.output().expect("trellis keys");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let status = keys(&["keys", "status"], None);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().take(3).eq(["1", "2", "current"])),
+        "{status}"
+    );
+
+    // Rotate: key 2 (the generated one) becomes current, key 1 stays until rewrapped.
+    let generated_keyring: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.path().join("secret-keys.json")).expect("keyring"),
+    )
+    .expect("JSON");
+    let rotated = serde_json::json!({ "currentKeyVersion": 2,
+        "keys": { "1": generated_keyring["keys"]["1"], "2": generated } })
+    .to_string();
+    let rewrap = keys(&["keys", "rewrap"], Some(&rotated));
+    assert!(
+        rewrap.contains("rewrapped 2 params in 1 definition versions to key version 2"),
+        "{rewrap}"
+    );
+    assert!(
+        rewrap
+            .lines()
+            .any(|l| l.split_whitespace().take(3).eq(["1", "0", "unused:"])),
+        "{rewrap}"
+    );
+    assert!(!rewrap.contains("first-secret") && !rewrap.contains(&generated));
+}
