@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Settings shared by every command that opens the store.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StoreArgs {
     /// Embedded database, generated API token and compiled-artifact cache.
     #[arg(long, env = "TRELLIS_DATA_DIR", default_value = "./trellis-data")]
@@ -39,9 +39,13 @@ impl StoreArgs {
 }
 
 /// Where the keyring for `encryptedParams` comes from (ARCHITECTURE.md §4).
-#[derive(Debug, Clone, Args)]
+/// The argument structs here deliberately have no `Debug`: they hold the keyring,
+/// the token and the database URL as given.
+#[derive(Clone, Args)]
 pub struct KeyringArgs {
     /// The keyring JSON: `{ "currentKeyVersion": 2, "keys": { "1": "<base64 of 32 bytes>", … } }`.
+    /// As a flag it is visible in `ps`: prefer the environment variable or
+    /// SECRET_KEYS_FILE.
     #[arg(
         long,
         env = "SECRET_KEYS",
@@ -104,7 +108,7 @@ impl KeyringArgs {
 }
 
 /// `trellis serve`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServeArgs {
     /// Address the API binds.
     #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]

@@ -48,6 +48,8 @@ fn serve(data_dir: &Path, stdout_file: &Path) -> Serve {
         .arg(examples_dir())
         .env_remove("DATABASE_URL")
         .env_remove("TRELLIS_API_TOKEN")
+        .env_remove("SECRET_KEYS")
+        .env_remove("SECRET_KEYS_FILE")
         .env("RUST_LOG", "info")
         .stdout(std::fs::File::create(stdout_file).expect("stdout file"))
         .stderr(Stdio::piped())
@@ -186,16 +188,18 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
 
 /// Runs `trellis serve` with `SECRET_KEYS` set and returns what it printed on stderr
 /// when it refused to start.
-fn refused_start(secret_keys: &str) -> String {
+fn refused_start(variable: &str, value: &str) -> String {
     let data = tempfile::tempdir().expect("tempdir");
     let output = Command::new(TRELLIS)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
-        .env("SECRET_KEYS", secret_keys)
+        .env_remove("SECRET_KEYS")
+        .env_remove("SECRET_KEYS_FILE")
         .env_remove("DATABASE_URL")
+        .env(variable, value)
         .output()
         .expect("running trellis serve");
-    assert!(!output.status.success(), "serve must refuse {secret_keys}");
+    assert!(!output.status.success(), "serve must refuse {variable}={value}");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -227,7 +231,7 @@ fn malformed_keyrings_stop_start_up_with_their_own_error() {
         ),
     ];
     for (keyring, expected) in cases {
-        let stderr = refused_start(&keyring);
+        let stderr = refused_start("SECRET_KEYS", &keyring);
         assert!(
             stderr.contains("SECRET_KEYS") && stderr.contains(expected),
             "{expected}: {stderr}"
@@ -237,6 +241,25 @@ fn malformed_keyrings_stop_start_up_with_their_own_error() {
             "key material in: {stderr}"
         );
     }
+}
+
+#[test]
+fn keyring_files_and_postgres_without_a_keyring_are_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, r#"{"currentKeyVersion": 1}"#).expect("write");
+    let stderr = refused_start("SECRET_KEYS_FILE", file.to_str().expect("utf-8"));
+    assert!(
+        stderr.contains("SECRET_KEYS_FILE") && stderr.contains("no \"keys\" field"),
+        "{stderr}"
+    );
+
+    // PostgreSQL needs a keyring every node shares; nothing is generated for it.
+    let stderr = refused_start("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    assert!(
+        stderr.contains("no keyring") && stderr.contains("SECRET_KEYS"),
+        "{stderr}"
+    );
 }
 
 #[test]

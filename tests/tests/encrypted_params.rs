@@ -100,9 +100,15 @@ async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, 
     Ok(serde_json::from_str(&input.params).expect("JSON"))
 }
 
+/// Searches for each secret, and for its last 32 characters alone (the unique tail
+/// of [`secret`]), which survive any escaping of the characters before them.
 fn assert_nowhere(text: &str, secrets: &[&str], place: &str) {
     for secret in secrets {
-        assert!(!text.contains(secret), "a secret reached {place}");
+        let tail = &secret[secret.len().saturating_sub(32)..];
+        assert!(
+            !text.contains(secret) && !text.contains(tail),
+            "a secret reached {place}"
+        );
     }
 }
 
@@ -350,24 +356,32 @@ async fn stored_blob(server: &TestServer, id: &str, param: &str) -> (String, u64
 
 async fn the_same_value_encrypts_differently(backend: Backend) {
     let server = start(backend).await;
-    let key = secret("same");
-    let body = provision_repo(&key, &key);
-    let (_, a) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
-    let (_, b) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
-    let (a, b) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
-    let blobs = [
-        stored_blob(&server, a, "GITHUB_PRIVATE_KEY").await.0,
-        stored_blob(&server, a, "GITHUB_APP_ID").await.0,
-        stored_blob(&server, b, "GITHUB_PRIVATE_KEY").await.0,
-    ];
-    assert!(
-        blobs[0] != blobs[1] && blobs[0] != blobs[2] && blobs[1] != blobs[2],
-        "fresh IVs"
-    );
-    for blob in &blobs {
-        let parts: Vec<_> = blob.split(':').collect();
-        assert_eq!(parts.len(), 3, "iv:ciphertext:tag");
-    }
+    let value = secret("same");
+    let (_, created) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/orchestrations",
+        &provision_repo(&value, &value),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let first = stored_blob(&server, &id, "GITHUB_APP_ID").await.0;
+    // The same value under the same binding (same orchestration, step and name),
+    // saved again.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/v1/orchestrations/{id}"),
+        &provision_repo(&value, &value),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let second = stored_blob(&server, &id, "GITHUB_APP_ID").await.0;
+    let parts = |blob: &str| blob.split(':').map(str::to_owned).collect::<Vec<_>>();
+    let (first, second) = (parts(&first), parts(&second));
+    assert_eq!((first.len(), second.len()), (3, 3), "iv:ciphertext:tag");
+    assert_ne!(first[0], second[0], "a fresh IV per encryption");
+    assert_ne!(first[1], second[1], "so the ciphertext differs too");
 }
 
 async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
@@ -447,7 +461,28 @@ async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
         .expect("status");
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 4)]);
 
-    let server = server.restart_with(only_two).await;
+    // A keyring whose version 2 is some other key is refused too: it would not open
+    // what was sealed under 2.
+    let stopped = server.stop().await;
+    let other_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
+    let wrong_two = json!({ "currentKeyVersion": 2, "keys": { "2": other_key } }).to_string();
+    let (error, stopped) = match stopped
+        .start(Options {
+            secret_keys: wrong_two,
+            ..Options::default()
+        })
+        .await
+    {
+        Ok(_) => panic!("must refuse a wrong key 2"),
+        Err(failure) => failure,
+    };
+    assert!(format!("{error:#}").contains("do not decrypt"), "{error:#}");
+
+    let server = stopped
+        .start(only_two)
+        .await
+        .ok()
+        .expect("start with key 2 alone");
     for (id, app) in [(&old_id, &old_app), (&new_id, &new_app)] {
         let received = step_input(&server, id, "provision-repo")
             .await
@@ -567,6 +602,14 @@ async fn malformed_requests_never_echo_secrets(backend: Backend) {
         // An unknown function with a secret on the step.
         format!(
             r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"nope","encryptedParams":{{"K":{{"value":"{leaked}","encrypt":true}}}}}}]}}"#
+        ),
+        // A bare string instead of an entry object: the likeliest mistake.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","encryptedParams":{{"K":"{leaked}"}}}}]}}"#
+        ),
+        // The secret as a key.
+        format!(
+            r#"{{"name":"x","steps":[{{"id":"a","type":"compute","functionId":"digest","{leaked}":1}}]}}"#
         ),
         // A bad param name with a secret value.
         format!(

@@ -58,11 +58,18 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
         Category::Syntax | Category::Eof | Category::Io => text,
         Category::Data => {
             let detail = text.strip_suffix(&format!(" at {position}")).unwrap_or(&text);
-            // Field names are the API's own vocabulary (an unknown one is a typo worth
-            // showing); every other data error quotes the value that was sent.
-            let names_a_field = ["missing field", "unknown field", "duplicate field"]
+            // Missing and duplicate fields name the API's own vocabulary. An unknown
+            // field names whatever key was sent, so it is quoted only when it looks
+            // like a field name (a typo worth showing), never when it could be data.
+            let names_a_field = ["missing field", "duplicate field"]
                 .iter()
-                .any(|prefix| detail.starts_with(prefix));
+                .any(|prefix| detail.starts_with(prefix))
+                || detail
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .is_some_and(|(name, _)| {
+                        name.len() <= 40 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    });
             if names_a_field {
                 format!("{detail} at {position}")
             } else {
@@ -101,6 +108,21 @@ mod tests {
         let error = serde_json::from_str::<Settings>(body).unwrap_err();
         let message = describe_json_error(&error);
         assert!(!message.contains("SECRET"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_that_look_like_data_are_not_quoted() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Strict {
+            a: Option<u8>,
+        }
+        let error = serde_json::from_str::<Strict>(r#"{"sk_live-51H8x/secret+value":1}"#).unwrap_err();
+        let message = describe_json_error(&error);
+        assert!(!message.contains("sk_live"), "{message}");
+        let error = serde_json::from_str::<Strict>(r#"{"colour":1}"#).unwrap_err();
+        assert!(describe_json_error(&error).contains("unknown field `colour`"));
     }
 
     #[test]

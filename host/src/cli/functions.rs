@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum FunctionsCommand {
     /// Upload a component (`.wasm`) under a functionId; replaces the bytes if it exists.
     Upload {

@@ -9,7 +9,7 @@ use crate::store::Store;
 use anyhow::Result;
 use clap::Subcommand;
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum KeysCommand {
     /// Print a new random 256-bit key (standard base64) to add to SECRET_KEYS.
     Generate,
@@ -51,7 +51,17 @@ impl KeysCommand {
                     report.definitions,
                     keyring.current_version()
                 );
-                print_status(&store, &keyring).await
+                print_status(&store, &keyring).await?;
+                if !report.failures.is_empty() {
+                    for failure in &report.failures {
+                        eprintln!("not rewrapped: {failure}");
+                    }
+                    anyhow::bail!(
+                        "{} definitions could not be rewrapped; keep the old keys",
+                        report.failures.len()
+                    );
+                }
+                Ok(())
             }
         }
     }

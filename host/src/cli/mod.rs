@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "trellis",
     version,
@@ -20,7 +20,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Run the API server (SQLite in the data dir unless DATABASE_URL is set).
     Serve(Box<ServeArgs>),
@@ -33,7 +33,7 @@ enum Command {
 }
 
 /// Where the resource commands find the server.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Remote {
     /// Base URL of the Trellis API.
     #[arg(long, env = "TRELLIS_URL", default_value = "http://127.0.0.1:8080")]

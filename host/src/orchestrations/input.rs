@@ -78,20 +78,34 @@ pub fn assemble(
         }
     }
 
-    // The non-secret part is ordinary JSON; each secret is escaped straight into the
-    // zeroizing buffer, so no other copy of it outlives this function.
-    let mut text = Zeroizing::new(serde_json::to_string(&merged).unwrap_or_else(|_| "{}".to_owned()));
+    // The non-secret part is ordinary JSON; each secret is escaped straight into a
+    // buffer sized up front (JSON escaping at most sextuples a byte), so it never
+    // reallocates and leaves no unwiped copy of a secret behind in freed memory.
+    let public = serde_json::to_string(&merged).unwrap_or_else(|_| "{}".to_owned());
+    let capacity = public.len()
+        + secrets
+            .iter()
+            .map(|(name, secret)| name.len() * 6 + secret.expose().len() * 6 + 8)
+            .sum::<usize>();
+    let mut text = Zeroizing::new(Vec::with_capacity(capacity));
+    text.extend_from_slice(public.as_bytes());
     for (name, secret) in &secrets {
         text.pop(); // the closing brace
         if text.len() > 1 {
-            text.push(',');
+            text.push(b',');
         }
-        text.push_str(&serde_json::to_string(name).unwrap_or_default());
-        text.push(':');
-        let escaped = Zeroizing::new(serde_json::to_string(secret.expose()).unwrap_or_default());
-        text.push_str(&escaped);
-        text.push('}');
+        // Writing into a Vec cannot fail, and a &str always serialises.
+        let _ = serde_json::to_writer(&mut *text, name);
+        text.push(b':');
+        let _ = serde_json::to_writer(&mut *text, secret.expose());
+        text.push(b'}');
     }
+    debug_assert!(
+        text.capacity() == capacity,
+        "the buffer must not have reallocated"
+    );
+    // Valid UTF-8 by construction (JSON text); converting moves the buffer, no copy.
+    let text = Zeroizing::new(String::from_utf8(std::mem::take(&mut *text)).unwrap_or_default());
     let redactor = Redactor::new(secrets.iter().map(|(_, secret)| secret));
     Ok(StepInput {
         params: text,
@@ -186,6 +200,40 @@ mod tests {
             ),
             Err(InputError::NotACompute(_))
         ));
+    }
+
+    #[test]
+    fn another_steps_broken_secret_does_not_touch_this_step() {
+        let keyring = keyring();
+        let mut definition = stored(&keyring);
+        if let Step::Compute(evaluate) = &mut definition.steps[0] {
+            let entry = evaluate
+                .encrypted_params
+                .as_mut()
+                .and_then(|p| p.get_mut("EVAL_TOKEN"))
+                .expect("entry");
+            entry.value = Some("AAAA:AAAA:AAAA".into());
+        }
+        let provision = assemble(
+            &definition,
+            "orch-1",
+            "provision",
+            &Map::new(),
+            &Map::new(),
+            &keyring,
+        );
+        assert!(provision.is_ok(), "provision decrypts only its own params");
+        assert!(
+            assemble(
+                &definition,
+                "orch-1",
+                "evaluate",
+                &Map::new(),
+                &Map::new(),
+                &keyring
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::model::{Definition, Step};
 use super::{parse, stored_text};
-use crate::secrets::{Binding, KeyVersion, Keyring, rewrap};
+use crate::secrets::{Binding, KeyVersion, Keyring, open, rewrap};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -33,13 +33,42 @@ pub async fn count_by_version(store: &Store) -> Result<BTreeMap<KeyVersion, u64>
     Ok(counts)
 }
 
-/// Refuses to start when stored secrets use a key version the keyring lacks: every
-/// run of those steps would fail. Names the versions and how many params use each.
+/// Refuses to start when stored secrets use a key version the keyring lacks, or
+/// when a key does not open what was sealed under its version (a regenerated or
+/// mistyped key): every run of those steps would fail. Names the versions and how
+/// many params use each; opens one stored secret per version to prove the key.
 pub async fn check_keyring_covers_store(store: &Store, keyring: &Keyring) -> Result<()> {
-    let missing: Vec<String> = count_by_version(store)
-        .await?
-        .into_iter()
-        .filter(|(version, _)| !keyring.contains(*version))
+    let mut counts: BTreeMap<KeyVersion, u64> = BTreeMap::new();
+    let mut wrong_keys = Vec::new();
+    let mut after: Option<(String, i64)> = None;
+    loop {
+        let page = store
+            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.orchestration_id.clone(), last.version));
+        for stored in &page {
+            let definition = parse(&stored.definition)?;
+            for (step_id, name, version, blob) in secrets(&definition) {
+                let count = counts.entry(version).or_default();
+                *count += 1;
+                // The first secret seen under each version doubles as a key check.
+                if *count == 1 && keyring.contains(version) {
+                    let binding = Binding {
+                        orchestration_id: &stored.orchestration_id,
+                        step_id,
+                        param: name,
+                    };
+                    if open(keyring, &binding, version, blob).is_err() {
+                        wrong_keys.push(version);
+                    }
+                }
+            }
+        }
+    }
+    let missing: Vec<String> = counts
+        .iter()
+        .filter(|(version, _)| !keyring.contains(**version))
         .map(|(version, count)| format!("version {version} ({count} params)"))
         .collect();
     if !missing.is_empty() {
@@ -49,23 +78,76 @@ pub async fn check_keyring_covers_store(store: &Store, keyring: &Keyring) -> Res
             missing.join(", ")
         );
     }
+    if !wrong_keys.is_empty() {
+        let versions: Vec<String> = wrong_keys.iter().map(|v| v.to_string()).collect();
+        bail!(
+            "key version(s) {} in the keyring do not decrypt the secrets stored under them: the keyring \
+             is not the one they were sealed with (a regenerated or mistyped key?)",
+            versions.join(", ")
+        );
+    }
     Ok(())
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// `(step id, param, key version, blob)` of every sealed param in a definition.
+fn secrets(definition: &Definition) -> impl Iterator<Item = (&str, &str, KeyVersion, &str)> {
+    definition.steps.iter().flat_map(|step| match step {
+        Step::Compute(compute) => compute
+            .encrypted_params
+            .iter()
+            .flatten()
+            .filter_map(|(name, entry)| {
+                Some((
+                    compute.id.as_str(),
+                    name.as_str(),
+                    entry.key_version?,
+                    entry.value.as_deref()?,
+                ))
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RewrapReport {
     /// Definition versions rewritten.
     pub definitions: u64,
     /// Secrets re-encrypted under the current key.
     pub params: u64,
+    /// Definitions that could not be moved, each with the reason (orchestration,
+    /// step and param; never a value). Empty when the old keys can be retired.
+    pub failures: Vec<String>,
 }
+
+/// Passes over the whole store before giving up on stragglers: an update that read
+/// a definition before a pass and committed after it copies an old-key blob into a
+/// new version, which the next pass picks up.
+const MAX_PASSES: usize = 5;
 
 /// Re-encrypts every secret not on the current key version (new IV, same binding),
 /// one definition version per compare-and-swap, in pages. Safe while servers run:
 /// they only add versions, and a definition that changed under us is read again.
-/// Resumable: it only ever touches what is still on an old version.
+/// Resumable: it only ever touches what is still on an old version. A secret that
+/// cannot be opened is reported and skipped; the rest still move.
 pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport> {
     let mut report = RewrapReport::default();
+    for _ in 0..MAX_PASSES {
+        report.failures.clear();
+        let moved_before = report.params;
+        rewrap_pass(store, keyring, &mut report).await?;
+        let left = count_by_version(store)
+            .await?
+            .into_iter()
+            .any(|(v, n)| v != keyring.current_version() && n > 0);
+        if !left || (report.params == moved_before && !report.failures.is_empty()) {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn rewrap_pass(store: &Store, keyring: &Keyring, report: &mut RewrapReport) -> Result<()> {
     let mut after: Option<(String, i64)> = None;
     loop {
         let page = store
@@ -75,12 +157,21 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport
         after = Some((last.orchestration_id.clone(), last.version));
         for stored in page {
             let mut text = stored.definition;
+            let mut settled = false;
             // A lost race means another rewrap got there first; a couple of rounds
             // settle it.
             for _ in 0..3 {
                 let mut definition = parse(&text)?;
-                let moved = rewrap_definition(&mut definition, &stored.orchestration_id, keyring)?;
+                let moved = match rewrap_definition(&mut definition, &stored.orchestration_id, keyring) {
+                    Ok(moved) => moved,
+                    Err(failure) => {
+                        report.failures.push(format!("{failure:#}"));
+                        settled = true;
+                        break;
+                    }
+                };
                 if moved == 0 {
+                    settled = true;
                     break;
                 }
                 let new_text = stored_text(&definition)?;
@@ -90,6 +181,7 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport
                 {
                     report.definitions += 1;
                     report.params += moved;
+                    settled = true;
                     break;
                 }
                 text = store
@@ -98,9 +190,15 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport
                     .context("a definition version disappeared during rewrap")?
                     .definition;
             }
+            if !settled {
+                report.failures.push(format!(
+                    "orchestration {} version {}: changed by another rewrap three times in a row",
+                    stored.orchestration_id, stored.version
+                ));
+            }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Rewraps the secrets of one definition in place; returns how many moved.

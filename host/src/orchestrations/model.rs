@@ -3,6 +3,7 @@
 //! [`ParamEntry`]), which the save rules turn from sent into stored form and masking
 //! turns from stored into read-back form.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -111,9 +112,9 @@ pub struct ApprovalStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_reject: Option<OnReject>,
     /// Accepted only to refuse it with a precise message: secrets belong to compute
-    /// steps. Never stored.
+    /// steps. Its content is skipped while parsing, so no copy of a value is kept.
     #[serde(default, skip_serializing)]
-    pub encrypted_params: Option<Value>,
+    pub encrypted_params: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +143,7 @@ pub struct DecisionStep {
     pub default_next_step_id: String,
     /// See [`ApprovalStep::encrypted_params`].
     #[serde(default, skip_serializing)]
-    pub encrypted_params: Option<Value>,
+    pub encrypted_params: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,7 +188,7 @@ pub struct DelayStep {
     pub delay_ms: u64,
     /// See [`ApprovalStep::encrypted_params`].
     #[serde(default, skip_serializing)]
-    pub encrypted_params: Option<Value>,
+    pub encrypted_params: Option<IgnoredAny>,
 }
 
 impl Step {

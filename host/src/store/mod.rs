@@ -94,7 +94,7 @@ impl PutOutcome {
 }
 
 /// The current version of an orchestration.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, sqlx::FromRow)]
 pub struct OrchestrationRecord {
     pub id: String,
     /// The current version: 1 on creation, +1 on every update.
@@ -109,7 +109,7 @@ pub struct OrchestrationRecord {
 
 /// One stored version of an orchestration's definition, current or not, of an
 /// orchestration that may since have been deleted.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredDefinition {
     pub orchestration_id: String,
     pub version: i64,
@@ -531,5 +531,29 @@ mod tests {
                 ..FunctionSettings::default()
             }
         );
+    }
+}
+
+/// By hand: a definition holds sealed blobs, which never belong in a log line.
+impl std::fmt::Debug for OrchestrationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestrationRecord")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// By hand, for the same reason as [`OrchestrationRecord`].
+impl std::fmt::Debug for StoredDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredDefinition")
+            .field("orchestration_id", &self.orchestration_id)
+            .field("version", &self.version)
+            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
+            .finish()
     }
 }
