@@ -489,6 +489,30 @@ fn size_of(bytes: &[u8]) -> Result<i64> {
     i64::try_from(bytes.len()).context("function is larger than the database can record")
 }
 
+/// By hand: a definition holds sealed blobs, which never belong in a log line.
+impl std::fmt::Debug for OrchestrationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestrationRecord")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// By hand, for the same reason as [`OrchestrationRecord`].
+impl std::fmt::Debug for StoredDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredDefinition")
+            .field("orchestration_id", &self.orchestration_id)
+            .field("version", &self.version)
+            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,29 +555,5 @@ mod tests {
                 ..FunctionSettings::default()
             }
         );
-    }
-}
-
-/// By hand: a definition holds sealed blobs, which never belong in a log line.
-impl std::fmt::Debug for OrchestrationRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrchestrationRecord")
-            .field("id", &self.id)
-            .field("version", &self.version)
-            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
-            .field("created_at", &self.created_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
-}
-
-/// By hand, for the same reason as [`OrchestrationRecord`].
-impl std::fmt::Debug for StoredDefinition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredDefinition")
-            .field("orchestration_id", &self.orchestration_id)
-            .field("version", &self.version)
-            .field("definition", &format_args!("<{} bytes>", self.definition.len()))
-            .finish()
     }
 }
