@@ -120,6 +120,28 @@ pub struct InvokeResult {
     pub duration_ms: f64,
 }
 
+/// An orchestration as the API returns it: every secret in `encryptedParams` reads
+/// back as `{ "value": "********", "encrypted": true }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Orchestration {
+    /// Server-assigned id.
+    pub id: String,
+    /// 1 on creation, +1 on every update.
+    pub version: i64,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The steps, as JSON (`compute`, `approval`, `decision`, `delay`).
+    pub steps: Vec<Value>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
 #[derive(Deserialize)]
 struct List<T> {
     data: Vec<T>,
@@ -207,6 +229,50 @@ impl Client {
     pub async fn delete_function(&self, id: &str) -> Result<(), Error> {
         let response = self
             .request(Method::DELETE, &format!("/functions/{}", segment(id)))
+            .send()
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT => Ok(()),
+            _ => Err(api_error(response).await),
+        }
+    }
+
+    /// Creates an orchestration from `{ name, description?, steps }`. Secrets go in a
+    /// compute step's `encryptedParams` as `{ "value": "…", "encrypt": true }`; they
+    /// are encrypted before they reach the database and come back masked.
+    pub async fn create_orchestration(&self, definition: &Value) -> Result<Orchestration, Error> {
+        send(self.request(Method::POST, "/orchestrations").json(definition)).await
+    }
+
+    /// Replaces an orchestration (full replace, `version` + 1). Send a secret back as
+    /// read, `{ "value": "********", "encrypted": true }`, to keep it; omit it to
+    /// remove it.
+    pub async fn update_orchestration(&self, id: &str, definition: &Value) -> Result<Orchestration, Error> {
+        send(
+            self.request(Method::PUT, &format!("/orchestrations/{}", segment(id)))
+                .json(definition),
+        )
+        .await
+    }
+
+    /// One orchestration, masked.
+    pub async fn get_orchestration(&self, id: &str) -> Result<Orchestration, Error> {
+        send(self.request(Method::GET, &format!("/orchestrations/{}", segment(id)))).await
+    }
+
+    /// Every orchestration, masked.
+    pub async fn list_orchestrations(&self) -> Result<Vec<Orchestration>, Error> {
+        Ok(
+            send::<List<Orchestration>>(self.request(Method::GET, "/orchestrations"))
+                .await?
+                .data,
+        )
+    }
+
+    /// Deletes an orchestration.
+    pub async fn delete_orchestration(&self, id: &str) -> Result<(), Error> {
+        let response = self
+            .request(Method::DELETE, &format!("/orchestrations/{}", segment(id)))
             .send()
             .await?;
         match response.status() {

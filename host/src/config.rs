@@ -89,20 +89,17 @@ impl KeyringArgs {
         }
         create_private_dir(&store.data_dir)?;
         let path = store.data_dir.join(GENERATED_KEYRING_FILE);
-        let json = match std::fs::read_to_string(&path) {
-            Ok(json) => json,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let json = Keyring::generate_json();
-                write_private(&path, &json)?;
+        if !path.exists() {
+            let json = Keyring::generate_json();
+            if publish_private(&path, &json)? {
                 tracing::warn!(
                     path = %path.display(),
                     "generated a keyring for encryptedParams in the data dir; back it up, and set \
                      SECRET_KEYS or SECRET_KEYS_FILE in production"
                 );
-                json
             }
-            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
-        };
+        }
+        let json = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Keyring::from_json(&json).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
     }
 }
@@ -288,6 +285,21 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating the data dir {}", dir.display()))
+}
+
+/// Creates `path` (0600) with `contents` all at once: written beside it, then linked
+/// into place, so a crash never leaves half a file and a concurrent start never sees
+/// one. Returns false when another process created it first (its file is kept).
+fn publish_private(path: &Path, contents: &str) -> Result<bool> {
+    let partial = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
+    write_private(&partial, contents)?;
+    let linked = std::fs::hard_link(&partial, path);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 /// Writes a file only the owner can read (0600).

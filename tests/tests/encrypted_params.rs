@@ -17,6 +17,7 @@ on_both_backends!(
     a_moved_blob_fails_to_decrypt_by_name,
     malformed_requests_never_echo_secrets,
     definitions_are_validated,
+    the_rust_client_keeps_secrets_masked,
 );
 
 const MASKED: &str = "********";
@@ -690,4 +691,59 @@ async fn definitions_are_validated(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn the_rust_client_keeps_secrets_masked(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app) = (secret("client-key"), secret("client-app"));
+    let created = server
+        .client
+        .create_orchestration(&provision_repo(&key, &app))
+        .await
+        .expect("create");
+    assert_eq!(
+        created.steps[2]["encryptedParams"]["GITHUB_APP_ID"],
+        json!({ "value": MASKED, "encrypted": true })
+    );
+
+    // Read, change the name, send back: the secrets are kept as they were.
+    let read = server.client.get_orchestration(&created.id).await.expect("get");
+    let body = json!({ "name": "Renamed", "steps": read.steps });
+    let updated = server
+        .client
+        .update_orchestration(&created.id, &body)
+        .await
+        .expect("update");
+    assert_eq!((updated.version, updated.name.as_str()), (2, "Renamed"));
+    let received = step_input(&server, &created.id, "provision-repo")
+        .await
+        .expect("assembled");
+    assert_eq!(
+        (
+            received["GITHUB_PRIVATE_KEY"].as_str(),
+            received["GITHUB_APP_ID"].as_str()
+        ),
+        (Some(key.as_str()), Some(app.as_str()))
+    );
+
+    let listed = server.client.list_orchestrations().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_nowhere(
+        &format!("{listed:?}{updated:?}"),
+        &[&key, &app],
+        "the client's results",
+    );
+    server
+        .client
+        .delete_orchestration(&created.id)
+        .await
+        .expect("delete");
+    assert!(
+        server
+            .client
+            .list_orchestrations()
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
