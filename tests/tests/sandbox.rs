@@ -325,25 +325,31 @@ async fn wait_in_flight(server: &TestServer, n: f64) {
     panic!("never saw {n} invocations in flight");
 }
 
-async fn a_full_pool_answers_503(backend: Backend) {
+/// A server with one invocation slot, held by `loop-forever` (deadline `loop_ms`)
+/// once this returns; `echo` is uploaded too.
+async fn one_busy_slot(
+    backend: Backend,
+    queue_timeout: Duration,
+    loop_ms: u32,
+) -> (
+    TestServer,
+    tokio::task::JoinHandle<Result<trellis_client::InvokeResult, Error>>,
+) {
     let options = Options {
         max_concurrency: 1,
-        queue_timeout: Duration::from_millis(200),
+        queue_timeout,
         ..Options::default()
     };
     let server = TestServer::start_with(backend, options).await;
-    server
-        .client
-        .upload_function("loop-forever", component("loop-forever"))
-        .await
-        .expect("upload");
-    server
-        .client
-        .upload_function("echo", component("echo"))
-        .await
-        .expect("upload");
+    for name in ["loop-forever", "echo"] {
+        server
+            .client
+            .upload_function(name, component(name))
+            .await
+            .expect("upload");
+    }
     let patch = SettingsPatch {
-        timeout_ms: Some(2000),
+        timeout_ms: Some(loop_ms),
         ..Default::default()
     };
     server
@@ -351,10 +357,14 @@ async fn a_full_pool_answers_503(backend: Backend) {
         .update_function_settings("loop-forever", &patch)
         .await
         .expect("settings");
-
     let client = server.client.clone();
     let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
     wait_in_flight(&server, 1.0).await;
+    (server, busy)
+}
+
+async fn a_full_pool_answers_503(backend: Backend) {
+    let (server, busy) = one_busy_slot(backend, Duration::from_millis(200), 2000).await;
     let refused = server.client.invoke_function("echo", &json!({})).await;
     assert!(
         matches!(&refused, Err(Error::Api { status: 503, code, .. }) if code == "overloaded"),
@@ -374,35 +384,7 @@ async fn a_full_pool_answers_503(backend: Backend) {
 }
 
 async fn a_full_pool_queues_before_refusing(backend: Backend) {
-    let options = Options {
-        max_concurrency: 1,
-        queue_timeout: Duration::from_secs(10),
-        ..Options::default()
-    };
-    let server = TestServer::start_with(backend, options).await;
-    server
-        .client
-        .upload_function("loop-forever", component("loop-forever"))
-        .await
-        .expect("upload");
-    server
-        .client
-        .upload_function("echo", component("echo"))
-        .await
-        .expect("upload");
-    let patch = SettingsPatch {
-        timeout_ms: Some(300),
-        ..Default::default()
-    };
-    server
-        .client
-        .update_function_settings("loop-forever", &patch)
-        .await
-        .expect("settings");
-
-    let client = server.client.clone();
-    let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
-    wait_in_flight(&server, 1.0).await;
+    let (server, busy) = one_busy_slot(backend, Duration::from_secs(10), 300).await;
     // Waits for the loop to hit its deadline, then runs.
     let queued = server
         .client

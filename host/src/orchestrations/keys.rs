@@ -5,7 +5,7 @@
 use super::model::{Definition, Step};
 use super::{parse, stored_text};
 use crate::secrets::{Binding, KeyVersion, Keyring, open, rewrap};
-use crate::store::Store;
+use crate::store::{Store, StoredDefinition};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
@@ -13,23 +13,35 @@ use std::collections::BTreeMap;
 /// definitions' size, large enough that a scan is a handful of queries.
 const PAGE: u32 = 200;
 
-/// Secrets per key version across every stored version of every orchestration
-/// (deleted ones too: runs may still need them).
-pub async fn count_by_version(store: &Store) -> Result<BTreeMap<KeyVersion, u64>> {
-    let mut counts = BTreeMap::new();
+/// Visits every stored version of every orchestration (deleted ones too: runs may
+/// still need them), a page at a time.
+async fn each_definition(
+    store: &Store,
+    mut visit: impl AsyncFnMut(StoredDefinition) -> Result<()>,
+) -> Result<()> {
     let mut after: Option<(String, i64)> = None;
     loop {
         let page = store
             .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
             .await?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else { return Ok(()) };
         after = Some((last.orchestration_id.clone(), last.version));
-        for stored in &page {
-            for version in super::params::key_versions(&parse(&stored.definition)?) {
-                *counts.entry(version).or_default() += 1;
-            }
+        for stored in page {
+            visit(stored).await?;
         }
     }
+}
+
+/// Secrets per key version across every stored definition version.
+pub async fn count_by_version(store: &Store) -> Result<BTreeMap<KeyVersion, u64>> {
+    let mut counts = BTreeMap::new();
+    each_definition(store, async |stored| {
+        for version in super::params::key_versions(&parse(&stored.definition)?) {
+            *counts.entry(version).or_default() += 1;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(counts)
 }
 
@@ -40,32 +52,26 @@ pub async fn count_by_version(store: &Store) -> Result<BTreeMap<KeyVersion, u64>
 pub async fn check_keyring_covers_store(store: &Store, keyring: &Keyring) -> Result<()> {
     let mut counts: BTreeMap<KeyVersion, u64> = BTreeMap::new();
     let mut wrong_keys = Vec::new();
-    let mut after: Option<(String, i64)> = None;
-    loop {
-        let page = store
-            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = Some((last.orchestration_id.clone(), last.version));
-        for stored in &page {
-            let definition = parse(&stored.definition)?;
-            for (step_id, name, version, blob) in secrets(&definition) {
-                let count = counts.entry(version).or_default();
-                *count += 1;
-                // The first secret seen under each version doubles as a key check.
-                if *count == 1 && keyring.contains(version) {
-                    let binding = Binding {
-                        orchestration_id: &stored.orchestration_id,
-                        step_id,
-                        param: name,
-                    };
-                    if open(keyring, &binding, version, blob).is_err() {
-                        wrong_keys.push(version);
-                    }
+    each_definition(store, async |stored| {
+        let definition = parse(&stored.definition)?;
+        for (step_id, name, version, blob) in secrets(&definition) {
+            let count = counts.entry(version).or_default();
+            *count += 1;
+            // The first secret seen under each version doubles as a key check.
+            if *count == 1 && keyring.contains(version) {
+                let binding = Binding {
+                    orchestration_id: &stored.orchestration_id,
+                    step_id,
+                    param: name,
+                };
+                if open(keyring, &binding, version, blob).is_err() {
+                    wrong_keys.push(version);
                 }
             }
         }
-    }
+        Ok(())
+    })
+    .await?;
     let missing: Vec<String> = counts
         .iter()
         .filter(|(version, _)| !keyring.contains(**version))
@@ -148,57 +154,42 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport
 }
 
 async fn rewrap_pass(store: &Store, keyring: &Keyring, report: &mut RewrapReport) -> Result<()> {
-    let mut after: Option<(String, i64)> = None;
-    loop {
-        let page = store
-            .definitions_page(after.as_ref().map(|(id, v)| (id.as_str(), *v)), PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = Some((last.orchestration_id.clone(), last.version));
-        for stored in page {
-            let mut text = stored.definition;
-            let mut settled = false;
-            // A lost race means another rewrap got there first; a couple of rounds
-            // settle it.
-            for _ in 0..3 {
-                let mut definition = parse(&text)?;
-                let moved = match rewrap_definition(&mut definition, &stored.orchestration_id, keyring) {
-                    Ok(moved) => moved,
-                    Err(failure) => {
-                        report.failures.push(format!("{failure:#}"));
-                        settled = true;
-                        break;
-                    }
-                };
-                if moved == 0 {
-                    settled = true;
-                    break;
+    each_definition(store, async |stored| {
+        let mut text = stored.definition;
+        // A lost race means another rewrap got there first; a couple of rounds
+        // settle it.
+        for _ in 0..3 {
+            let mut definition = parse(&text)?;
+            let moved = match rewrap_definition(&mut definition, &stored.orchestration_id, keyring) {
+                Ok(0) => return Ok(()),
+                Ok(moved) => moved,
+                Err(failure) => {
+                    report.failures.push(format!("{failure:#}"));
+                    return Ok(());
                 }
-                let new_text = stored_text(&definition)?;
-                if store
-                    .replace_definition(&stored.orchestration_id, stored.version, &text, &new_text)
-                    .await?
-                {
-                    report.definitions += 1;
-                    report.params += moved;
-                    settled = true;
-                    break;
-                }
-                text = store
-                    .get_orchestration_version(&stored.orchestration_id, stored.version)
-                    .await?
-                    .context("a definition version disappeared during rewrap")?
-                    .definition;
+            };
+            let new_text = stored_text(&definition)?;
+            if store
+                .replace_definition(&stored.orchestration_id, stored.version, &text, &new_text)
+                .await?
+            {
+                report.definitions += 1;
+                report.params += moved;
+                return Ok(());
             }
-            if !settled {
-                report.failures.push(format!(
-                    "orchestration {} version {}: changed by another rewrap three times in a row",
-                    stored.orchestration_id, stored.version
-                ));
-            }
+            text = store
+                .get_orchestration_version(&stored.orchestration_id, stored.version)
+                .await?
+                .context("a definition version disappeared during rewrap")?
+                .definition;
         }
-    }
-    Ok(())
+        report.failures.push(format!(
+            "orchestration {} version {}: changed by another rewrap three times in a row",
+            stored.orchestration_id, stored.version
+        ));
+        Ok(())
+    })
+    .await
 }
 
 /// Rewraps the secrets of one definition in place; returns how many moved.
