@@ -1,12 +1,14 @@
 //! Trellis: a WebAssembly function host with durable orchestrations.
 //!
 //! Where a request goes: [`api`] (HTTP edge) → [`functions`] (the capability) →
-//! [`runtime`] (wasmtime) and [`store`] (SQLite or PostgreSQL). [`cli`] is the
-//! command line; [`server`] wires the pieces together.
+//! [`runtime`] (wasmtime) and [`store`] (SQLite or PostgreSQL); [`orchestrations`]
+//! holds definitions and their secrets ([`secrets`]), [`engine`] the pieces that run
+//! them. [`cli`] is the command line; [`server`] wires the pieces together.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod functions;
 pub mod orchestrations;
 pub mod runtime;
