@@ -108,6 +108,40 @@ pub struct SettingsPatch {
     pub scratch_dir: Option<bool>,
 }
 
+impl SettingsPatch {
+    fn validate(&self) -> Result<()> {
+        if let Some(timeout_ms) = self.timeout_ms
+            && !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms)
+        {
+            return Err(FunctionsError::InvalidSettings(format!(
+                "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
+            )));
+        }
+        if let Some(memory_limit_mb) = self.memory_limit_mb
+            && !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb)
+        {
+            return Err(FunctionsError::InvalidSettings(format!(
+                "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
+            )));
+        }
+        for host in self.allowed_hosts.iter().flatten() {
+            check_allowed_host(host)?;
+        }
+        Ok(())
+    }
+
+    /// `settings` with every field this patch names replaced.
+    fn apply(&self, mut settings: FunctionSettings) -> FunctionSettings {
+        settings.timeout_ms = self.timeout_ms.unwrap_or(settings.timeout_ms);
+        settings.memory_limit_mb = self.memory_limit_mb.unwrap_or(settings.memory_limit_mb);
+        if let Some(allowed_hosts) = &self.allowed_hosts {
+            settings.allowed_hosts = allowed_hosts.clone();
+        }
+        settings.scratch_dir = self.scratch_dir.unwrap_or(settings.scratch_dir);
+        settings
+    }
+}
+
 impl Functions {
     pub fn new(store: Store, runtime: Runtime) -> Self {
         Self {
@@ -153,36 +187,28 @@ impl Functions {
         }
     }
 
+    /// Applies a partial update. Validated first; then read, merged and written with
+    /// a compare-and-swap, re-read and re-merged if another update landed in between,
+    /// so concurrent patches of different fields all take effect.
     pub async fn update_settings(&self, id: &str, patch: SettingsPatch) -> Result<FunctionRecord> {
-        let mut settings = self.get(id).await?.settings;
-        if let Some(timeout_ms) = patch.timeout_ms {
-            if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
-                return Err(FunctionsError::InvalidSettings(format!(
-                    "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
-                )));
+        patch.validate()?;
+        // Each round loses only to an update that succeeded; a few rounds settle any
+        // realistic contention.
+        for _ in 0..8 {
+            let current = self.get(id).await?;
+            let settings = patch.apply(current.settings);
+            let updated = self
+                .store
+                .update_function_settings(id, &settings, current.updated_at)
+                .await?;
+            self.records.evict(id);
+            if let Some(updated) = updated {
+                return Ok(updated);
             }
-            settings.timeout_ms = timeout_ms;
         }
-        if let Some(memory_limit_mb) = patch.memory_limit_mb {
-            if !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb) {
-                return Err(FunctionsError::InvalidSettings(format!(
-                    "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
-                )));
-            }
-            settings.memory_limit_mb = memory_limit_mb;
-        }
-        if let Some(allowed_hosts) = patch.allowed_hosts {
-            for host in &allowed_hosts {
-                check_allowed_host(host)?;
-            }
-            settings.allowed_hosts = allowed_hosts;
-        }
-        if let Some(scratch_dir) = patch.scratch_dir {
-            settings.scratch_dir = scratch_dir;
-        }
-        let updated = self.store.update_function_settings(id, &settings).await?;
-        self.records.evict(id);
-        updated.ok_or_else(|| FunctionsError::NotFound(id.to_owned()))
+        Err(FunctionsError::Internal(anyhow::anyhow!(
+            "settings of `{id}` kept changing during the update"
+        )))
     }
 
     /// Invokes the current version of `invocation.function_id`.

@@ -19,6 +19,7 @@ on_both_backends!(
     malformed_json_gets_a_precise_400,
     restart_serves_from_the_artifact_cache,
     deleted_functions_are_gone,
+    concurrent_patches_of_different_fields_all_land,
 );
 
 /// The `code` of an API error, or a panic describing what came instead.
@@ -457,4 +458,36 @@ async fn deleted_functions_are_gone(backend: Backend) {
         .invoke_function("digest", &json!({}))
         .await
         .expect("the other function still runs");
+}
+
+async fn concurrent_patches_of_different_fields_all_land(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("echo", component("echo"))
+        .await
+        .expect("upload");
+    for round in 1..=5u32 {
+        let (a, b) = (server.client.clone(), server.client.clone());
+        let timeout = SettingsPatch {
+            timeout_ms: Some(1000 + round),
+            ..Default::default()
+        };
+        let memory = SettingsPatch {
+            memory_limit_mb: Some(64 + round),
+            ..Default::default()
+        };
+        let (first, second) = tokio::join!(
+            a.update_function_settings("echo", &timeout),
+            b.update_function_settings("echo", &memory)
+        );
+        first.expect("timeout patch");
+        second.expect("memory patch");
+        let settings = server.client.get_function("echo").await.expect("get").settings;
+        assert_eq!(
+            (settings.timeout_ms, settings.memory_limit_mb),
+            (1000 + round, 64 + round),
+            "round {round}"
+        );
+    }
 }

@@ -124,7 +124,7 @@ async fn put_same_bytes_changes_nothing(store: Store, _url: &str) -> Result<()> 
 async fn put_different_bytes_replaces_and_keeps_settings(store: Store, _url: &str) -> Result<()> {
     let created = store.put_function("fn-a", &wasm(1), &sha(1)).await?.into_record();
     store
-        .update_function_settings("fn-a", &custom_settings())
+        .update_function_settings("fn-a", &custom_settings(), created.updated_at)
         .await?
         .context("settings update of an existing function")?;
 
@@ -163,7 +163,9 @@ async fn missing_function_is_absent_everywhere(store: Store, _url: &str) -> Resu
     assert_eq!(store.get_function("nope").await?, None);
     assert_eq!(store.get_function_with_bytes("nope").await?, None);
     assert_eq!(
-        store.update_function_settings("nope", &custom_settings()).await?,
+        store
+            .update_function_settings("nope", &custom_settings(), chrono::Utc::now())
+            .await?,
         None
     );
     assert!(!store.delete_function("nope").await?);
@@ -186,7 +188,7 @@ async fn list_is_sorted_by_id(store: Store, _url: &str) -> Result<()> {
 async fn update_settings_persists_without_new_version(store: Store, _url: &str) -> Result<()> {
     let created = store.put_function("fn-a", &wasm(1), &sha(1)).await?.into_record();
     let updated = store
-        .update_function_settings("fn-a", &custom_settings())
+        .update_function_settings("fn-a", &custom_settings(), created.updated_at)
         .await?
         .context("settings update of an existing function")?;
     assert_eq!(updated.settings, custom_settings());
@@ -194,6 +196,13 @@ async fn update_settings_persists_without_new_version(store: Store, _url: &str) 
     assert_eq!(updated.sha256, created.sha256);
     assert_eq!(updated.created_at, created.created_at);
     assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(store.get_function("fn-a").await?, Some(updated.clone()));
+
+    // A write based on the older read loses, and changes nothing.
+    let stale = store
+        .update_function_settings("fn-a", &FunctionSettings::default(), created.updated_at)
+        .await?;
+    assert_eq!(stale, None, "a stale updated_at must not overwrite");
     assert_eq!(store.get_function("fn-a").await?, Some(updated.clone()));
 
     // Same bytes after a settings change: still unchanged, settings kept.
@@ -299,9 +308,9 @@ async fn large_function_round_trips(store: Store, _url: &str) -> Result<()> {
 }
 
 async fn reconnect_keeps_data(store: Store, url: &str) -> Result<()> {
-    store.put_function("fn-a", &wasm(1), &sha(1)).await?;
+    let created = store.put_function("fn-a", &wasm(1), &sha(1)).await?.into_record();
     let before = store
-        .update_function_settings("fn-a", &custom_settings())
+        .update_function_settings("fn-a", &custom_settings(), created.updated_at)
         .await?
         .context("exists")?;
     store.close().await;

@@ -158,6 +158,7 @@ trait Backend {
         &self,
         id: &str,
         settings: &FunctionSettings,
+        expected_updated_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
 
     fn delete_function(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
@@ -270,14 +271,17 @@ impl Store {
         dispatch!(self, b => b.list_functions())
     }
 
-    /// Replaces the settings and bumps `updated_at`; the version is unchanged because
-    /// the code is. `None` if no such function.
+    /// Replaces the settings and bumps `updated_at`, if the function's `updated_at`
+    /// is still `expected_updated_at` (compare-and-swap: a concurrent change is never
+    /// overwritten with settings merged from an older read). The version is unchanged
+    /// because the code is. `None` if no such function or it changed meanwhile.
     pub async fn update_function_settings(
         &self,
         id: &str,
         settings: &FunctionSettings,
+        expected_updated_at: DateTime<Utc>,
     ) -> Result<Option<FunctionRecord>> {
-        dispatch!(self, b => b.update_function_settings(id, settings))
+        dispatch!(self, b => b.update_function_settings(id, settings, expected_updated_at))
     }
 
     /// `true` if a function was deleted, `false` if there was none.

@@ -99,11 +99,18 @@ impl Backend for PostgresStore {
         &self,
         id: &str,
         settings: &FunctionSettings,
+        expected_updated_at: DateTime<Utc>,
     ) -> Result<Option<FunctionRecord>> {
-        update_settings(&self.pool, id, &settings_json(settings)?, now())
-            .await?
-            .map(FunctionRow::into_record)
-            .transpose()
+        update_settings(
+            &self.pool,
+            id,
+            &settings_json(settings)?,
+            now(),
+            expected_updated_at,
+        )
+        .await?
+        .map(FunctionRow::into_record)
+        .transpose()
     }
 
     async fn delete_function(&self, id: &str) -> Result<bool> {
@@ -306,14 +313,16 @@ async fn update_settings<'e>(
     id: &str,
     settings: &str,
     now: DateTime<Utc>,
+    expected_updated_at: DateTime<Utc>,
 ) -> Result<Option<FunctionRow>> {
     sqlx::query_as(concat!(
-        "UPDATE functions SET settings = $2::jsonb, updated_at = $3 WHERE id = $1 RETURNING ",
+        "UPDATE functions SET settings = $2::jsonb, updated_at = $3 WHERE id = $1 AND updated_at = $4 RETURNING ",
         record_columns!()
     ))
     .bind(id)
     .bind(settings)
     .bind(now)
+    .bind(expected_updated_at)
     .fetch_optional(db)
     .await
     .with_context(|| format!("updating settings of function {id}"))

@@ -139,12 +139,19 @@ impl Backend for SqliteStore {
         &self,
         id: &str,
         settings: &FunctionSettings,
+        expected_updated_at: DateTime<Utc>,
     ) -> Result<Option<FunctionRecord>> {
         let _writer = self.writer.lock().await;
-        update_settings(&self.pool, id, &settings_json(settings)?, now())
-            .await?
-            .map(FunctionRow::into_record)
-            .transpose()
+        update_settings(
+            &self.pool,
+            id,
+            &settings_json(settings)?,
+            now(),
+            expected_updated_at,
+        )
+        .await?
+        .map(FunctionRow::into_record)
+        .transpose()
     }
 
     async fn delete_function(&self, id: &str) -> Result<bool> {
@@ -351,14 +358,16 @@ async fn update_settings<'e>(
     id: &str,
     settings: &str,
     now: DateTime<Utc>,
+    expected_updated_at: DateTime<Utc>,
 ) -> Result<Option<FunctionRow>> {
     sqlx::query_as(concat!(
-        "UPDATE functions SET settings = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+        "UPDATE functions SET settings = $2, updated_at = $3 WHERE id = $1 AND updated_at = $4 RETURNING ",
         record_columns!()
     ))
     .bind(id)
     .bind(settings)
     .bind(timestamp(now))
+    .bind(timestamp(expected_updated_at))
     .fetch_optional(db)
     .await
     .with_context(|| format!("updating settings of function {id}"))
