@@ -83,6 +83,14 @@ async fn get(server: &TestServer, path: &str) -> Value {
     response.json().await.expect("JSON")
 }
 
+/// Creates the provision-repo orchestration and returns its id.
+async fn create(server: &TestServer, private_key: &str, app_id: &str) -> String {
+    let body = provision_repo(private_key, app_id);
+    let (status, created) = send(server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["id"].as_str().expect("an id").to_owned()
+}
+
 /// The triggerParams the engine would hand `step` of the current version.
 async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, String> {
     let version = server
@@ -173,14 +181,7 @@ async fn saves_encrypt_and_reads_mask(backend: Backend) {
 async fn updates_keep_remove_and_refuse(backend: Backend) {
     let server = start(backend).await;
     let (key, app_id, new_id) = (secret("key"), secret("app"), secret("new-app"));
-    let (_, created) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&key, &app_id),
-    )
-    .await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let id = create(&server, &key, &app_id).await;
     let path = format!("/v1/orchestrations/{id}");
 
     // Send back what was read, changing one secret and dropping REGION: the kept one
@@ -303,14 +304,7 @@ fn database_bytes(server: &TestServer) -> Vec<u8> {
 async fn storage_holds_no_plaintext(backend: Backend) {
     let server = start(backend).await;
     let (key, app_id) = (secret("stored-key"), secret("stored-app"));
-    let (_, created) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&key, &app_id),
-    )
-    .await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let id = create(&server, &key, &app_id).await;
     // And a second version, keeping both.
     let mut update = get(&server, &format!("/v1/orchestrations/{id}")).await;
     update
@@ -358,14 +352,7 @@ async fn stored_blob(server: &TestServer, id: &str, param: &str) -> (String, u64
 async fn the_same_value_encrypts_differently(backend: Backend) {
     let server = start(backend).await;
     let value = secret("same");
-    let (_, created) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&value, &value),
-    )
-    .await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let id = create(&server, &value, &value).await;
     let first = stored_blob(&server, &id, "GITHUB_APP_ID").await.0;
     // The same value under the same binding (same orchestration, step and name),
     // saved again.
@@ -388,14 +375,7 @@ async fn the_same_value_encrypts_differently(backend: Backend) {
 async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
     let server = start(backend).await;
     let (old_key, old_app) = (secret("old-key"), secret("old-app"));
-    let (_, created) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&old_key, &old_app),
-    )
-    .await;
-    let old_id = created["id"].as_str().expect("id").to_owned();
+    let old_id = create(&server, &old_key, &old_app).await;
     assert_eq!(stored_blob(&server, &old_id, "GITHUB_APP_ID").await.1, 1);
 
     // Key 2 becomes current; key 1 stays for decryption.
@@ -409,14 +389,7 @@ async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
         .expect("old params decrypt");
     assert_eq!(received["GITHUB_APP_ID"], old_app);
     let (new_key, new_app) = (secret("new-key"), secret("new-app"));
-    let (_, created) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&new_key, &new_app),
-    )
-    .await;
-    let new_id = created["id"].as_str().expect("id").to_owned();
+    let new_id = create(&server, &new_key, &new_app).await;
     assert_eq!(
         stored_blob(&server, &new_id, "GITHUB_APP_ID").await.1,
         2,
@@ -496,24 +469,8 @@ async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
 async fn a_moved_blob_fails_to_decrypt_by_name(backend: Backend) {
     let server = start(backend).await;
     let (key, app) = (secret("moved-key"), secret("moved-app"));
-    let (_, a) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo(&key, &app),
-    )
-    .await;
-    let (_, b) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &provision_repo("b-key", "b-app"),
-    )
-    .await;
-    let (a, b) = (
-        a["id"].as_str().expect("id").to_owned(),
-        b["id"].as_str().expect("id").to_owned(),
-    );
+    let a = create(&server, &key, &app).await;
+    let b = create(&server, "b-key", "b-app").await;
     let store = &server.state().store;
     let text_a = store
         .get_orchestration(&a)
