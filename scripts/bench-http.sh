@@ -16,6 +16,10 @@ pid=
 cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml -q
 cargo build --release -p trellis -q
 echo_wasm=functions/target/wasm32-wasip2/release/echo.wasm
+# PostgreSQL needs a keyring (SQLite generates one in the data dir).
+if [[ "${DATABASE_URL:-}" == postgres* && -z "${SECRET_KEYS:-}${SECRET_KEYS_FILE:-}" ]]; then
+  export SECRET_KEYS="{\"currentKeyVersion\":1,\"keys\":{\"1\":\"$(target/release/trellis keys generate)\"}}"
+fi
 
 start() {
   target/release/trellis serve --listen "127.0.0.1:$port" --data-dir "$data" 2>>"$data/server.log" &

@@ -59,6 +59,15 @@ pub struct KeyringArgs {
     pub secret_keys_file: Option<PathBuf>,
 }
 
+/// Whether [`KeyringArgs::load`] may create the embedded default's keyring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generate {
+    /// `serve` on SQLite: create one on first start.
+    IfEmbedded,
+    /// Key maintenance commands: a new keyring would match nothing stored.
+    Never,
+}
+
 /// Where the embedded default keeps its generated keyring.
 const GENERATED_KEYRING_FILE: &str = "secret-keys.json";
 
@@ -67,7 +76,7 @@ impl KeyringArgs {
     /// the embedded default only, the one generated into the data dir (created 0600
     /// on first start, with a warning). PostgreSQL deployments must give one: every
     /// node has to share it.
-    pub fn load(&self, store: &StoreArgs) -> Result<Keyring> {
+    pub fn load(&self, store: &StoreArgs, generate: Generate) -> Result<Keyring> {
         if let Some(json) = &self.secret_keys {
             return Keyring::from_json(json).map_err(|error| anyhow::anyhow!("SECRET_KEYS: {error}"));
         }
@@ -89,6 +98,13 @@ impl KeyringArgs {
         }
         create_private_dir(&store.data_dir)?;
         let path = store.data_dir.join(GENERATED_KEYRING_FILE);
+        if !path.exists() && generate == Generate::Never {
+            bail!(
+                "no keyring: set SECRET_KEYS or SECRET_KEYS_FILE, or point --data-dir at the server's data dir \
+                 ({} does not exist)",
+                path.display()
+            );
+        }
         if !path.exists() {
             let json = Keyring::generate_json();
             if publish_private(&path, &json)? {
@@ -200,13 +216,22 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     pub fn from_args(args: ServeArgs) -> Result<Self> {
+        // Each concurrent call reserves a pool slot with up to 4 GiB of address space;
+        // 4096 of them is 16 TiB, an eighth of the 47-bit user address space.
         if args.max_concurrency == 0 || args.max_concurrency > 4096 {
             bail!(
                 "--max-concurrency must be between 1 and 4096 (got {})",
                 args.max_concurrency
             );
         }
-        let keyring = std::sync::Arc::new(args.keyring.load(&args.store)?);
+        // Below 16 MiB not even a small function's default heap and stack fit.
+        if args.memory_budget_mb < 16 {
+            bail!(
+                "--memory-budget-mb must be at least 16 (got {})",
+                args.memory_budget_mb
+            );
+        }
+        let keyring = std::sync::Arc::new(args.keyring.load(&args.store, Generate::IfEmbedded)?);
         let database_url = args.store.database_url()?;
         let data_dir = args.store.data_dir;
         create_private_dir(&data_dir)?;

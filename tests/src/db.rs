@@ -47,7 +47,7 @@ impl TestDatabase {
             format!(
                 "PostgreSQL is not reachable at {url}. The store tests run against both \
                  backends and never skip one. Start PostgreSQL with trust auth, e.g. \
-                 `docker run -d --rm -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16`, \
+                 `docker run -d --rm -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`, \
                  or set {POSTGRES_URL_ENV} to the URL of a role that may CREATE DATABASE",
                 url = redact_url(&admin_url),
             )

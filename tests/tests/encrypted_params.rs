@@ -311,13 +311,14 @@ async fn storage_holds_no_plaintext(backend: Backend) {
         .as_object_mut()
         .expect("object")
         .retain(|k, _| ["name", "steps"].contains(&k.as_str()));
-    send(
+    let (status, _) = send(
         &server,
         reqwest::Method::PUT,
         &format!("/v1/orchestrations/{id}"),
         &update,
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "the second version is stored");
 
     let bytes = database_bytes(&server);
     assert!(

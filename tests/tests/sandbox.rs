@@ -21,14 +21,17 @@ on_both_backends!(
     a_full_pool_queues_before_refusing,
 );
 
-/// Uploads `name`, applies `patch`, invokes with `params`, and returns the error's
-/// status, code and details, checking that `echo` still works afterwards.
+/// Uploads `name`, applies `patch` (with a 5 s deadline unless it sets one),
+/// invokes with `params`, and returns the error's status, code and details,
+/// checking that the error came within the deadline and that `echo` still works
+/// afterwards.
 async fn hostile(
     server: &TestServer,
     name: &str,
-    patch: SettingsPatch,
+    mut patch: SettingsPatch,
     params: Value,
 ) -> (u16, String, Value) {
+    let deadline_ms = *patch.timeout_ms.get_or_insert(5000);
     server
         .client
         .upload_function(name, component(name))
@@ -39,7 +42,15 @@ async fn hostile(
         .update_function_settings(name, &patch)
         .await
         .expect("settings");
+    let started = std::time::Instant::now();
     let outcome = server.client.invoke_function(name, &params).await;
+    // The deadline plus generous slack for HTTP on a loaded 2-core machine.
+    let bound = Duration::from_millis(u64::from(deadline_ms) + 1500);
+    assert!(
+        started.elapsed() < bound,
+        "{name}: no answer within its deadline ({:?})",
+        started.elapsed()
+    );
     let failure = match outcome {
         Err(Error::Api {
             status,

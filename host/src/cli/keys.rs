@@ -2,7 +2,7 @@
 //! `status` and `rewrap` work on the database directly (same `DATABASE_URL` and
 //! keyring as the servers), and are safe while servers run.
 
-use crate::config::{KeyringArgs, StoreArgs};
+use crate::config::{Generate, KeyringArgs, StoreArgs};
 use crate::orchestrations::keys;
 use crate::secrets::Keyring;
 use crate::store::Store;
@@ -37,12 +37,12 @@ impl KeysCommand {
                 Ok(())
             }
             Self::Status { store, keyring } => {
-                let keyring = keyring.load(&store)?;
+                let keyring = keyring.load(&store, Generate::Never)?;
                 let store = Store::connect(&store.database_url()?).await?;
                 print_status(&store, &keyring).await
             }
             Self::Rewrap { store, keyring } => {
-                let keyring = keyring.load(&store)?;
+                let keyring = keyring.load(&store, Generate::Never)?;
                 let store = Store::connect(&store.database_url()?).await?;
                 let report = keys::rewrap_all(&store, &keyring).await?;
                 println!(

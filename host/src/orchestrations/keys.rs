@@ -146,9 +146,18 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<RewrapReport
             .await?
             .into_iter()
             .any(|(v, n)| v != keyring.current_version() && n > 0);
-        if !left || (report.params == moved_before && !report.failures.is_empty()) {
+        if !left {
+            return Ok(report);
+        }
+        if report.params == moved_before && !report.failures.is_empty() {
             break;
         }
+    }
+    if report.failures.is_empty() {
+        report.failures.push(format!(
+            "params on old key versions remain after {MAX_PASSES} passes (updates on nodes with an older \
+             currentKeyVersion?); run rewrap again once every node uses the current key"
+        ));
     }
     Ok(report)
 }
