@@ -25,6 +25,8 @@ pub struct Options {
     pub queue_timeout: Duration,
     /// The `SECRET_KEYS` JSON.
     pub secret_keys: String,
+    /// `--memory-budget-mb`.
+    pub memory_budget_mb: u32,
 }
 
 impl Default for Options {
@@ -33,6 +35,7 @@ impl Default for Options {
             max_concurrency: 16,
             queue_timeout: Duration::from_secs(10),
             secret_keys: keyring_json(1, &[1]),
+            memory_budget_mb: 8192,
         }
     }
 }
@@ -138,7 +141,7 @@ impl Stopped {
             keyring,
             max_concurrency: options.max_concurrency,
             queue_timeout: options.queue_timeout,
-            memory_budget_mb: 8192,
+            memory_budget_mb: options.memory_budget_mb,
             preload_examples: None,
         };
         let running = match trellis::server::start(config).await {

@@ -18,6 +18,7 @@ on_both_backends!(
     malformed_requests_never_echo_secrets,
     definitions_are_validated,
     the_rust_client_keeps_secrets_masked,
+    rewrap_walks_every_page,
 );
 
 const MASKED: &str = "********";
@@ -704,4 +705,35 @@ async fn the_rust_client_keeps_secrets_masked(backend: Backend) {
             .expect("list")
             .is_empty()
     );
+}
+
+async fn rewrap_walks_every_page(backend: Backend) {
+    let server = start(backend).await;
+    // More definitions than one rewrap page (200) holds.
+    let definition: trellis::orchestrations::model::Definition =
+        serde_json::from_value(provision_repo("paged-key", "paged-app")).expect("a definition");
+    for _ in 0..205 {
+        server
+            .state()
+            .orchestrations
+            .create(definition.clone())
+            .await
+            .expect("create");
+    }
+    let server = server
+        .restart_with(Options {
+            secret_keys: keyring_json(2, &[1, 2]),
+            ..Options::default()
+        })
+        .await;
+    let keyring = trellis::secrets::Keyring::from_json(&keyring_json(2, &[1, 2])).expect("keyring");
+    let report = keys::rewrap_all(&server.state().store, &keyring)
+        .await
+        .expect("rewrap");
+    assert_eq!((report.definitions, report.params), (205, 410));
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let counts = keys::count_by_version(&server.state().store)
+        .await
+        .expect("status");
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 410)]);
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     stdout_and_stderr_are_captured,
     a_full_pool_answers_503,
     a_full_pool_queues_before_refusing,
+    the_memory_budget_holds_calls_back,
 );
 
 /// Uploads `name`, applies `patch` (with a 5 s deadline unless it sets one),
@@ -406,4 +407,49 @@ async fn a_full_pool_queues_before_refusing(backend: Backend) {
         json!({ "queued": true })
     );
     assert!(busy.await.expect("join").is_err());
+}
+
+async fn the_memory_budget_holds_calls_back(backend: Backend) {
+    // Room for one 64 MiB call at a time, whatever the concurrency allows.
+    let options = Options {
+        memory_budget_mb: 100,
+        queue_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(backend, options).await;
+    for name in ["loop-forever", "echo"] {
+        server
+            .client
+            .upload_function(name, component(name))
+            .await
+            .expect("upload");
+        let patch = SettingsPatch {
+            memory_limit_mb: Some(64),
+            timeout_ms: Some(1500),
+            ..Default::default()
+        };
+        server
+            .client
+            .update_function_settings(name, &patch)
+            .await
+            .expect("settings");
+    }
+    let client = server.client.clone();
+    let busy = tokio::spawn(async move { client.invoke_function("loop-forever", &json!({})).await });
+    wait_in_flight(&server, 1.0).await;
+
+    let held_back = server.client.invoke_function("echo", &json!({})).await;
+    assert!(
+        matches!(&held_back, Err(Error::Api { status: 503, code, .. }) if code == "overloaded"),
+        "two 64 MiB calls do not fit a 100 MiB budget: {held_back:?}"
+    );
+    assert!(busy.await.expect("join").is_err(), "the loop times out");
+    let echo = server
+        .client
+        .invoke_function("echo", &json!({ "fits": "now" }))
+        .await;
+    assert_eq!(
+        echo.expect("the budget is free again").output,
+        json!({ "fits": "now" })
+    );
 }
