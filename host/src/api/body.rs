@@ -67,11 +67,14 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
                 || detail
                     .strip_prefix("unknown field `")
                     .and_then(|rest| rest.split_once('`'))
-                    .is_some_and(|(name, _)| {
-                        name.len() <= 40 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    });
+                    .is_some_and(|(name, _)| looks_like_a_field_name(name));
             if names_a_field {
                 format!("{detail} at {position}")
+            } else if detail.starts_with("unknown field") {
+                let expected = detail
+                    .rsplit_once(", expected ")
+                    .map_or("", |(_, expected)| expected);
+                format!("unknown field (not shown) at {position}: expected {expected}")
             } else {
                 // The quoted value may itself contain ", expected ", so the last one
                 // is serde's.
@@ -82,6 +85,15 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
             }
         }
     }
+}
+
+/// The API's field names are short camelCase words (`functionId`, `timeoutMs`):
+/// letters only. Tokens and keys nearly always hold digits, `_` or `-`, so a key
+/// that fails this is never echoed.
+fn looks_like_a_field_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -118,9 +130,16 @@ mod tests {
         struct Strict {
             a: Option<u8>,
         }
-        let error = serde_json::from_str::<Strict>(r#"{"sk_live-51H8x/secret+value":1}"#).unwrap_err();
-        let message = describe_json_error(&error);
-        assert!(!message.contains("sk_live"), "{message}");
+        for key in [
+            "sk_live-51H8x/secret+value",
+            "sk_live_51H8xabc",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        ] {
+            let error = serde_json::from_str::<Strict>(&format!(r#"{{"{key}":1}}"#)).unwrap_err();
+            let message = describe_json_error(&error);
+            assert!(!message.contains(key), "{message}");
+            assert!(message.starts_with("unknown field (not shown)"), "{message}");
+        }
         let error = serde_json::from_str::<Strict>(r#"{"colour":1}"#).unwrap_err();
         assert!(describe_json_error(&error).contains("unknown field `colour`"));
     }
