@@ -142,6 +142,77 @@ pub struct Orchestration {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A run of an orchestration version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// Server-assigned run id.
+    pub id: String,
+    /// The orchestration it runs.
+    pub orchestration_id: String,
+    /// The definition version it executes, fixed at start.
+    pub orchestration_version: i64,
+    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// The run's input object.
+    pub input: Value,
+    /// Every step of the definition, in order (absent in lists).
+    #[serde(default)]
+    pub steps: Option<Vec<RunStep>>,
+    /// The step the run is at, or where it stopped.
+    #[serde(default)]
+    pub current_step_id: Option<String>,
+    /// `{ code, message, stepId? }` when the run failed or was cancelled.
+    pub error: Option<Value>,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// Its last state change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Run {
+    /// The record of step `id`.
+    pub fn step(&self, id: &str) -> Option<&RunStep> {
+        self.steps.as_ref()?.iter().find(|step| step.id == id)
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStep {
+    /// The step's id in the definition.
+    pub id: String,
+    /// `compute`, `approval`, `decision` or `delay`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `running`, `waiting`, `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    /// Function calls so far (1 for other step types once entered).
+    pub attempts: i64,
+    /// The step's output, redacted: a function's JSON, an approval's decision, a
+    /// decision's chosen branch.
+    pub output: Option<Value>,
+    /// `{ code, message, retryable }` of the latest failed attempt.
+    pub error: Option<Value>,
+    /// A compute step's function logs from its latest attempt.
+    #[serde(default)]
+    pub logs: Option<Vec<LogEntry>>,
+    /// When the step was entered.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What starting a run returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartedRun {
+    /// The new run's id.
+    pub id: String,
+    /// `pending` until a worker takes it.
+    pub status: String,
+}
+
 #[derive(Deserialize)]
 struct List<T> {
     data: Vec<T>,
@@ -279,6 +350,94 @@ impl Client {
             StatusCode::NO_CONTENT => Ok(()),
             _ => Err(api_error(response).await),
         }
+    }
+
+    /// Starts a run of the orchestration's current version with `input` (a JSON
+    /// object, or `None` for `{}`).
+    pub async fn start_run(
+        &self,
+        orchestration_id: &str,
+        input: Option<&Value>,
+    ) -> Result<StartedRun, Error> {
+        let body = match input {
+            Some(input) => serde_json::json!({ "input": input }),
+            None => serde_json::json!({}),
+        };
+        send(
+            self.request(
+                Method::POST,
+                &format!("/orchestrations/{}/runs", segment(orchestration_id)),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    /// A run with every step.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, Error> {
+        send(self.request(Method::GET, &format!("/runs/{}", segment(run_id)))).await
+    }
+
+    /// The run once it is no longer pending or running (finished, or waiting on an
+    /// approval), or as it is after `wait` (at most 60 s).
+    pub async fn wait_run(&self, run_id: &str, wait: std::time::Duration) -> Result<Run, Error> {
+        send(self.request(
+            Method::GET,
+            &format!("/runs/{}?waitMs={}", segment(run_id), wait.as_millis()),
+        ))
+        .await
+    }
+
+    /// The newest runs of an orchestration (up to `limit`, at most 1000), newest first.
+    pub async fn list_runs(&self, orchestration_id: &str, limit: u32) -> Result<Vec<Run>, Error> {
+        Ok(send::<List<Run>>(self.request(
+            Method::GET,
+            &format!("/orchestrations/{}/runs?limit={limit}", segment(orchestration_id)),
+        ))
+        .await?
+        .data)
+    }
+
+    /// Approves a waiting approval step.
+    pub async fn approve_step(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        comment: Option<&str>,
+    ) -> Result<Run, Error> {
+        self.decide(run_id, step_id, "approve", comment).await
+    }
+
+    /// Rejects a waiting approval step.
+    pub async fn reject_step(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        comment: Option<&str>,
+    ) -> Result<Run, Error> {
+        self.decide(run_id, step_id, "reject", comment).await
+    }
+
+    async fn decide(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        verb: &str,
+        comment: Option<&str>,
+    ) -> Result<Run, Error> {
+        send(
+            self.request(
+                Method::POST,
+                &format!("/runs/{}/steps/{}/{verb}", segment(run_id), segment(step_id)),
+            )
+            .json(&serde_json::json!({ "comment": comment })),
+        )
+        .await
+    }
+
+    /// Cancels an unfinished run.
+    pub async fn cancel_run(&self, run_id: &str) -> Result<Run, Error> {
+        send(self.request(Method::POST, &format!("/runs/{}/cancel", segment(run_id)))).await
     }
 
     /// Invokes a function with `params` as its triggerParams (a JSON object).

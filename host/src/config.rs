@@ -137,6 +137,53 @@ pub struct ServeArgs {
     #[arg(long, env = "TRELLIS_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// In-process workers that execute runs (0: this node only serves the API, and
+    /// `trellis worker` processes run the orchestrations).
+    #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 1)]
+    pub workers: u32,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Upload the example functions (echo, digest, evaluate-request) at start.
+    #[arg(long)]
+    pub preload_examples: bool,
+
+    /// Where `--preload-examples` finds the compiled examples.
+    #[arg(
+        long,
+        env = "TRELLIS_EXAMPLES_DIR",
+        default_value = "functions/target/wasm32-wasip2/release"
+    )]
+    pub examples_dir: PathBuf,
+}
+
+/// `trellis worker`: workers only, against PostgreSQL.
+#[derive(Clone, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// Workers in this process; each claims and drives runs on its own.
+    #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 1)]
+    pub workers: u32,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// How this node runs functions.
+#[derive(Clone, Args)]
+pub struct RuntimeArgs {
     /// Invocations running at once on this node; more wait in line.
     #[arg(long, env = "TRELLIS_MAX_CONCURRENCY", default_value_t = default_concurrency())]
     pub max_concurrency: u32,
@@ -150,18 +197,64 @@ pub struct ServeArgs {
     /// once; calls over it wait in line. Default: three quarters of physical memory.
     #[arg(long, env = "TRELLIS_MEMORY_BUDGET_MB", default_value_t = default_memory_budget_mb())]
     pub memory_budget_mb: u32,
+}
 
-    /// Upload the example functions (echo, digest, evaluate-request) at start.
-    #[arg(long)]
-    pub preload_examples: bool,
+/// How workers hold runs.
+#[derive(Clone, Args)]
+pub struct EngineArgs {
+    /// How long a worker's claim on a run lasts unless renewed; after a crash, its
+    /// runs are taken over this long after its last renewal.
+    #[arg(long, env = "TRELLIS_LEASE_MS", default_value_t = 15_000)]
+    pub lease_ms: u64,
 
-    /// Where `--preload-examples` finds the compiled examples.
-    #[arg(
-        long,
-        env = "TRELLIS_EXAMPLES_DIR",
-        default_value = "functions/target/wasm32-wasip2/release"
-    )]
-    pub examples_dir: PathBuf,
+    /// Runs one worker drives at once.
+    #[arg(long, env = "TRELLIS_WORKER_CONCURRENCY", default_value_t = 64)]
+    pub worker_concurrency: u32,
+}
+
+impl RuntimeArgs {
+    pub fn validate(&self) -> Result<()> {
+        // Each concurrent call reserves a pool slot with up to 4 GiB of address space;
+        // 4096 of them is 16 TiB, an eighth of the 47-bit user address space.
+        if self.max_concurrency == 0 || self.max_concurrency > 4096 {
+            bail!(
+                "--max-concurrency must be between 1 and 4096 (got {})",
+                self.max_concurrency
+            );
+        }
+        // Below 16 MiB not even a small function's default heap and stack fit.
+        if self.memory_budget_mb < 16 {
+            bail!(
+                "--memory-budget-mb must be at least 16 (got {})",
+                self.memory_budget_mb
+            );
+        }
+        Ok(())
+    }
+}
+
+impl EngineArgs {
+    pub fn worker_config(&self) -> Result<crate::engine::WorkerConfig> {
+        // Renewed every third of the lease; below a second, a busy database could
+        // delay a renewal past expiry and hand a healthy run to another worker.
+        if !(1_000..=3_600_000).contains(&self.lease_ms) {
+            bail!(
+                "--lease-ms must be between 1000 and 3600000 (got {})",
+                self.lease_ms
+            );
+        }
+        if !(1..=10_000).contains(&self.worker_concurrency) {
+            bail!(
+                "--worker-concurrency must be between 1 and 10000 (got {})",
+                self.worker_concurrency
+            );
+        }
+        Ok(crate::engine::WorkerConfig {
+            concurrency: self.worker_concurrency as usize,
+            lease: Duration::from_millis(self.lease_ms),
+            ..Default::default()
+        })
+    }
 }
 
 /// Concurrent invocations per node: enough to keep both cores busy while some calls
@@ -194,6 +287,9 @@ pub struct Config {
     pub max_concurrency: u32,
     pub queue_timeout: Duration,
     pub memory_budget_mb: u32,
+    /// In-process workers.
+    pub workers: u32,
+    pub worker: crate::engine::WorkerConfig,
     pub preload_examples: Option<PathBuf>,
 }
 
@@ -209,6 +305,8 @@ impl std::fmt::Debug for Config {
             .field("max_concurrency", &self.max_concurrency)
             .field("queue_timeout", &self.queue_timeout)
             .field("memory_budget_mb", &self.memory_budget_mb)
+            .field("workers", &self.workers)
+            .field("worker", &self.worker)
             .field("preload_examples", &self.preload_examples)
             .finish()
     }
@@ -216,21 +314,8 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     pub fn from_args(args: ServeArgs) -> Result<Self> {
-        // Each concurrent call reserves a pool slot with up to 4 GiB of address space;
-        // 4096 of them is 16 TiB, an eighth of the 47-bit user address space.
-        if args.max_concurrency == 0 || args.max_concurrency > 4096 {
-            bail!(
-                "--max-concurrency must be between 1 and 4096 (got {})",
-                args.max_concurrency
-            );
-        }
-        // Below 16 MiB not even a small function's default heap and stack fit.
-        if args.memory_budget_mb < 16 {
-            bail!(
-                "--memory-budget-mb must be at least 16 (got {})",
-                args.memory_budget_mb
-            );
-        }
+        args.runtime.validate()?;
+        let worker = args.engine.worker_config()?;
         let keyring = std::sync::Arc::new(args.keyring.load(&args.store, Generate::IfEmbedded)?);
         let database_url = args.store.database_url()?;
         let data_dir = args.store.data_dir;
@@ -245,9 +330,11 @@ impl Config {
             database_url,
             api_token,
             keyring,
-            max_concurrency: args.max_concurrency,
-            queue_timeout: Duration::from_millis(args.queue_timeout_ms),
-            memory_budget_mb: args.memory_budget_mb,
+            max_concurrency: args.runtime.max_concurrency,
+            queue_timeout: Duration::from_millis(args.runtime.queue_timeout_ms),
+            memory_budget_mb: args.runtime.memory_budget_mb,
+            workers: args.workers,
+            worker,
             preload_examples: args.preload_examples.then_some(args.examples_dir),
         })
     }
@@ -303,7 +390,7 @@ impl ApiToken {
 }
 
 /// The data dir holds the database, the token and compiled code: owner only (0700).
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -214,6 +214,17 @@ impl Functions {
     /// Invokes the current version of `invocation.function_id`.
     /// `params` is the triggerParams object as JSON text.
     pub async fn invoke(&self, invocation: &Invocation, params: &str) -> Result<Outcome> {
+        self.invoke_with_timeout(invocation, params, None).await
+    }
+
+    /// As [`Functions::invoke`], with `timeout` in place of the function's own
+    /// `timeoutMs` when given (an orchestration step's `timeoutMs`).
+    pub async fn invoke_with_timeout(
+        &self,
+        invocation: &Invocation,
+        params: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Outcome> {
         let record = match self.records.fresh(&invocation.function_id) {
             Some(record) => record,
             None => {
@@ -226,7 +237,10 @@ impl Functions {
             Some(prepared) => prepared,
             None => self.load(&record).await?,
         };
-        let limits = limits(&record.settings);
+        let mut limits = limits(&record.settings);
+        if let Some(timeout) = timeout {
+            limits.timeout = timeout;
+        }
         Ok(self
             .runtime
             .invoke(&prepared, &limits, invocation, params)

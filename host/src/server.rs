@@ -1,7 +1,10 @@
-//! Boots the server: store (migrations), runtime, optional example functions, HTTP.
+//! Boots a node: store (migrations), runtime, optional example functions, then the
+//! HTTP API with in-process workers (`trellis serve`) or workers alone
+//! (`trellis worker`).
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, Generate, WorkerArgs};
+use crate::engine::{Engine, Runs, Worker, WorkerConfig, WorkerHandle};
 use crate::functions::Functions;
 use crate::orchestrations::Orchestrations;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -22,11 +25,14 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    workers: Vec<WorkerHandle>,
 }
 
 impl RunningServer {
-    /// Stops accepting, finishes in-flight requests, and returns.
+    /// Stops the workers (their runs are released for other nodes or the next
+    /// start), stops accepting, finishes in-flight requests, and returns.
     pub async fn shutdown(self) -> Result<()> {
+        stop_workers(self.workers).await;
         let _ = self.shutdown.send(());
         self.task.await.context("server task")?.context("serving HTTP")
     }
@@ -39,25 +45,80 @@ impl RunningServer {
     }
 }
 
+/// What every node opens: the store, the runtime and the engine around them.
+struct Node {
+    store: Store,
+    functions: Functions,
+    engine: Engine,
+}
+
+async fn open_node(
+    database_url: &str,
+    keyring: std::sync::Arc<crate::secrets::Keyring>,
+    runtime: RuntimeConfig,
+) -> Result<Node> {
+    let store = Store::connect(database_url).await?;
+    crate::orchestrations::keys::check_keyring_covers_store(&store, &keyring).await?;
+    // Runs are driven and awaited across processes on PostgreSQL.
+    store.listen_for_runs().await?;
+    let functions = Functions::new(store.clone(), Runtime::new(runtime)?);
+    let engine = Engine::new(store.clone(), functions.clone(), keyring);
+    Ok(Node {
+        store,
+        functions,
+        engine,
+    })
+}
+
+fn runtime_config(
+    data_dir: &Path,
+    max_concurrency: u32,
+    queue_timeout: std::time::Duration,
+    memory_budget_mb: u32,
+) -> RuntimeConfig {
+    RuntimeConfig {
+        artifact_dir: data_dir.join("artifacts"),
+        scratch_root: data_dir.join("scratch"),
+        max_concurrency,
+        queue_timeout,
+        memory_budget_mb,
+    }
+}
+
+fn spawn_workers(engine: &Engine, count: u32, config: &WorkerConfig) -> Vec<WorkerHandle> {
+    (0..count)
+        .map(|_| Worker::spawn(engine.clone(), config.clone()))
+        .collect()
+}
+
+async fn stop_workers(workers: Vec<WorkerHandle>) {
+    for worker in workers {
+        worker.stop().await;
+    }
+}
+
 pub async fn start(config: Config) -> Result<RunningServer> {
-    let store = Store::connect(&config.database_url).await?;
-    crate::orchestrations::keys::check_keyring_covers_store(&store, &config.keyring).await?;
-    let runtime = Runtime::new(RuntimeConfig {
-        artifact_dir: config.data_dir.join("artifacts"),
-        scratch_root: config.data_dir.join("scratch"),
-        max_concurrency: config.max_concurrency,
-        queue_timeout: config.queue_timeout,
-        memory_budget_mb: config.memory_budget_mb,
-    })?;
-    let functions = Functions::new(store.clone(), runtime);
+    let runtime = runtime_config(
+        &config.data_dir,
+        config.max_concurrency,
+        config.queue_timeout,
+        config.memory_budget_mb,
+    );
+    let Node {
+        store,
+        functions,
+        engine,
+    } = open_node(&config.database_url, config.keyring.clone(), runtime).await?;
     if let Some(dir) = &config.preload_examples {
         preload_examples(&functions, dir).await?;
     }
     let orchestrations = Orchestrations::new(store.clone(), config.keyring.clone());
+    let workers = spawn_workers(&engine, config.workers, &config.worker);
     let state = AppState {
         store,
         functions,
         orchestrations,
+        runs: Runs::new(engine),
         token: config.api_token.clone(),
     };
     let listener = TcpListener::bind(config.listen)
@@ -73,13 +134,45 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             })
             .await
     });
-    tracing::info!(%addr, backend = state.store.backend(), "trellis listening");
+    tracing::info!(%addr, backend = state.store.backend(), workers = workers.len(), "trellis listening");
     Ok(RunningServer {
         addr,
         state,
         shutdown,
         task,
+        workers,
     })
+}
+
+/// `trellis worker`: workers against PostgreSQL until Ctrl-C or SIGTERM, then their
+/// runs are released for the other workers.
+pub async fn run_workers(args: WorkerArgs) -> Result<()> {
+    let database_url = args.store.database_url()?;
+    if !database_url.starts_with("postgres") {
+        anyhow::bail!(
+            "trellis worker needs PostgreSQL (DATABASE_URL=postgres://…): the embedded SQLite database is \
+             served by one process, `trellis serve`, which runs its own workers (--workers)"
+        );
+    }
+    args.runtime.validate()?;
+    let config = args.engine.worker_config()?;
+    let keyring = std::sync::Arc::new(args.keyring.load(&args.store, Generate::Never)?);
+    let data_dir = &args.store.data_dir;
+    crate::config::create_private_dir(data_dir)?;
+    let runtime = runtime_config(
+        data_dir,
+        args.runtime.max_concurrency,
+        std::time::Duration::from_millis(args.runtime.queue_timeout_ms),
+        args.runtime.memory_budget_mb,
+    );
+    let node = open_node(&database_url, keyring, runtime).await?;
+    let workers = spawn_workers(&node.engine, args.workers.max(1), &config);
+    tracing::info!(workers = workers.len(), "trellis worker running");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    stop_workers(workers).await;
+    node.store.close().await;
+    Ok(())
 }
 
 async fn preload_examples(functions: &Functions, dir: &Path) -> Result<()> {

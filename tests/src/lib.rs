@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod logs;
+pub mod search;
 pub mod server;
 
 pub use server::{Backend, Options, Stopped, TOKEN, TestServer, keyring_json};

@@ -27,6 +27,10 @@ pub struct Options {
     pub secret_keys: String,
     /// `--memory-budget-mb`.
     pub memory_budget_mb: u32,
+    /// `--workers`: in-process workers that execute runs.
+    pub workers: u32,
+    /// `--lease-ms`.
+    pub lease: Duration,
 }
 
 impl Default for Options {
@@ -36,6 +40,8 @@ impl Default for Options {
             queue_timeout: Duration::from_secs(10),
             secret_keys: keyring_json(1, &[1]),
             memory_budget_mb: 8192,
+            workers: 1,
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -142,6 +148,11 @@ impl Stopped {
             max_concurrency: options.max_concurrency,
             queue_timeout: options.queue_timeout,
             memory_budget_mb: options.memory_budget_mb,
+            workers: options.workers,
+            worker: trellis::engine::WorkerConfig {
+                lease: options.lease,
+                ..Default::default()
+            },
             preload_examples: None,
         };
         let running = match trellis::server::start(config).await {

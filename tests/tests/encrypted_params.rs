@@ -6,6 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use trellis::orchestrations::keys;
+use trellis_tests::search::{assert_nowhere, database_bytes};
 use trellis_tests::{Backend, Options, TOKEN, TestServer, component, keyring_json, logs, on_both_backends};
 
 on_both_backends!(
@@ -108,18 +109,6 @@ async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, 
         .await
         .map_err(|e| e.to_string())?;
     Ok(serde_json::from_str(&input.params).expect("JSON"))
-}
-
-/// Searches for each secret, and for its last 32 characters alone (the unique tail
-/// of [`secret`]), which survive any escaping of the characters before them.
-fn assert_nowhere(text: &str, secrets: &[&str], place: &str) {
-    for secret in secrets {
-        let tail = &secret[secret.len().saturating_sub(32)..];
-        assert!(
-            !text.contains(secret) && !text.contains(tail),
-            "a secret reached {place}"
-        );
-    }
 }
 
 fn assert_not_logged(secrets: &[&str]) {
@@ -274,34 +263,6 @@ async fn updates_keep_remove_and_refuse(backend: Backend) {
     assert_not_logged(&[&key, &app_id, &new_id]);
 }
 
-/// Every byte the database holds: the SQLite files, or a `pg_dump`.
-fn database_bytes(server: &TestServer) -> Vec<u8> {
-    let url = server.database_url();
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let dir = std::path::Path::new(path).parent().expect("a directory");
-        std::fs::read_dir(dir)
-            .expect("the database directory")
-            .flatten()
-            .flat_map(|entry| std::fs::read(entry.path()).unwrap_or_default())
-            .collect()
-    } else {
-        let output = std::process::Command::new("pg_dump")
-            .arg(url)
-            .output()
-            .expect("running pg_dump");
-        assert!(
-            output.status.success(),
-            "pg_dump: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.stdout.windows(22).any(|w| w == b"orchestration_versions"),
-            "the dump has the table"
-        );
-        output.stdout
-    }
-}
-
 async fn storage_holds_no_plaintext(backend: Backend) {
     let server = start(backend).await;
     let (key, app_id) = (secret("stored-key"), secret("stored-app"));
@@ -321,7 +282,7 @@ async fn storage_holds_no_plaintext(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK, "the second version is stored");
 
-    let bytes = database_bytes(&server);
+    let bytes = database_bytes(server.database_url());
     assert!(
         bytes.windows(12).any(|w| w == b"Provision Re"),
         "the definition is in what was searched"

@@ -37,15 +37,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let bytes = read_limited(request.into_body(), JSON_LIMIT).await?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes)
-            .map(ApiJson)
-            .map_err(|error| ApiError::bad_request("invalid_json", describe_json_error(&error)))
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Parses a JSON body already read; an empty body reads as `{}`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::bad_request("invalid_json", describe_json_error(&error)))
 }
 
 /// serde_json's messages quote the offending value (`invalid type: string "…"`);

@@ -2,6 +2,7 @@
 //! for the caller, one status per variant. Internal details are logged, never
 //! returned.
 
+use crate::engine::RunsError;
 use crate::functions::FunctionsError;
 use crate::orchestrations::OrchestrationsError;
 use crate::runtime::{InvokeError, LogEntry};
@@ -18,9 +19,10 @@ pub enum ApiError {
     /// 401: no bearer token, or the wrong one.
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// 409: the resource changed underneath the request.
-    #[error("{0}")]
-    Conflict(String),
+    /// 409: the resource changed underneath the request, or is not in a state that
+    /// allows it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// 404.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -30,6 +32,9 @@ pub enum ApiError {
     /// 413: the body is over the route's limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: a part of the body is over its own limit.
+    #[error("{0}")]
+    PayloadTooLargeBecause(String),
     /// 422, 500 or 504: the function ran and failed; carries its logs.
     #[error(transparent)]
     Invoke(InvokeError),
@@ -76,24 +81,55 @@ impl From<OrchestrationsError> for ApiError {
             OrchestrationsError::Invalid(_) => Self::bad_request("invalid_definition", message),
             OrchestrationsError::InvalidParam(_) => Self::bad_request("invalid_encrypted_params", message),
             OrchestrationsError::UnknownFunction { .. } => Self::bad_request("unknown_function", message),
-            OrchestrationsError::Conflict(_) => Self::Conflict(message),
+            OrchestrationsError::Conflict(_) => Self::Conflict {
+                code: "conflict",
+                message,
+            },
             OrchestrationsError::Input(input) => Self::Internal(input.into()),
             OrchestrationsError::Internal(internal) => Self::Internal(internal),
         }
     }
 }
 
-fn invoke_status_and_code(error: &InvokeError) -> (StatusCode, &str) {
+impl From<RunsError> for ApiError {
+    fn from(error: RunsError) -> Self {
+        let message = error.to_string();
+        match error {
+            RunsError::NotFound(_) => Self::NotFound {
+                code: "run_not_found",
+                message,
+            },
+            RunsError::OrchestrationNotFound(_) => Self::NotFound {
+                code: "orchestration_not_found",
+                message,
+            },
+            RunsError::StepNotFound { .. } => Self::NotFound {
+                code: "step_not_found",
+                message,
+            },
+            RunsError::NotAnApproval(_) => Self::bad_request("not_an_approval_step", message),
+            RunsError::InvalidInput(_) => Self::bad_request("invalid_input", message),
+            RunsError::InputTooLarge(_) => Self::PayloadTooLargeBecause(message),
+            RunsError::Conflict(_) => Self::Conflict {
+                code: "run_state_conflict",
+                message,
+            },
+            RunsError::Internal(internal) => Self::Internal(internal),
+        }
+    }
+}
+
+fn invoke_status(error: &InvokeError) -> StatusCode {
     match error {
-        InvokeError::Function { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code.as_str()),
-        InvokeError::Trapped { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "function_trapped"),
-        InvokeError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "function_timeout"),
-        InvokeError::OutOfMemory { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "function_out_of_memory"),
-        InvokeError::ScratchFull { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_scratch_full"),
-        InvokeError::OutputTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_output_too_large"),
-        InvokeError::InvalidOutput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_invalid_output"),
-        InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-        InvokeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        InvokeError::Function { .. }
+        | InvokeError::ScratchFull { .. }
+        | InvokeError::OutputTooLarge { .. }
+        | InvokeError::InvalidOutput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Trapped { .. } | InvokeError::OutOfMemory { .. } | InvokeError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -118,29 +154,27 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::NotFound { code, message } => body(StatusCode::NOT_FOUND, code, message),
-            Self::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
+            Self::Conflict { code, message } => body(StatusCode::CONFLICT, code, message),
             Self::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 self.to_string(),
             ),
+            Self::PayloadTooLargeBecause(message) => {
+                body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
             Self::PayloadTooLarge { .. } => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 self.to_string(),
             ),
             Self::Invoke(error) => {
-                let (status, code) = invoke_status_and_code(&error);
-                let retryable = match &error {
-                    InvokeError::Function { retryable, .. } => *retryable,
-                    InvokeError::Timeout { .. } | InvokeError::Overloaded(_) => true,
-                    _ => false,
-                };
                 let logs: &[LogEntry] = error.logs();
+                let status = invoke_status(&error);
                 let response = json!({ "error": {
-                    "code": code,
+                    "code": error.code(),
                     "message": error.to_string(),
-                    "retryable": retryable,
+                    "retryable": error.retryable(),
                     "logs": logs,
                 }});
                 (status, Json(response)).into_response()

@@ -6,11 +6,13 @@ mod error;
 mod functions;
 mod ops;
 mod orchestrations;
+mod runs;
 
 pub use body::describe_json_error;
 pub use error::ApiError;
 
 use crate::config::ApiToken;
+use crate::engine::Runs;
 use crate::functions::Functions;
 use crate::orchestrations::Orchestrations;
 use crate::store::Store;
@@ -27,6 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub functions: Functions,
     pub orchestrations: Orchestrations,
+    pub runs: Runs,
     pub token: ApiToken,
 }
 
@@ -34,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(functions::router())
         .merge(orchestrations::router())
+        .merge(runs::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/v1", v1)

@@ -4,7 +4,7 @@
 mod functions;
 mod keys;
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, ServeArgs, WorkerArgs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the API server (SQLite in the data dir unless DATABASE_URL is set).
     Serve(Box<ServeArgs>),
+    /// Run workers only, against PostgreSQL (as many processes as needed).
+    Worker(Box<WorkerArgs>),
     /// Upload, inspect and invoke functions on a running server.
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
@@ -94,6 +96,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::from_args(*args)?;
             crate::server::start(config).await?.wait_for_signal().await
         }
+        Command::Worker(args) => crate::server::run_workers(*args).await,
         Command::Functions(command) => command.run().await,
         Command::Keys(command) => command.run().await,
     }

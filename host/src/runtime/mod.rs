@@ -110,6 +110,32 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// The stable snake_case code callers see: the function's own for a function
+    /// error, else one per failure kind.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Function { code, .. } => code,
+            Self::Trapped { .. } => "function_trapped",
+            Self::Timeout { .. } => "function_timeout",
+            Self::OutOfMemory { .. } => "function_out_of_memory",
+            Self::ScratchFull { .. } => "function_scratch_full",
+            Self::OutputTooLarge { .. } => "function_output_too_large",
+            Self::InvalidOutput { .. } => "function_invalid_output",
+            Self::Overloaded(_) => "overloaded",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether trying again may succeed: the function said so, or it ran out of
+    /// time, or the node was busy. A trap or a memory bomb fails the same way again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Function { retryable, .. } => *retryable,
+            Self::Timeout { .. } | Self::Overloaded(_) => true,
+            _ => false,
+        }
+    }
+
     /// The function's logs up to the failure, where there are any.
     pub fn logs(&self) -> &[LogEntry] {
         match self {

@@ -13,9 +13,16 @@
 //! conformance cases.
 
 mod postgres;
+mod runs;
+mod runs_postgres;
+mod runs_sqlite;
 mod sqlite;
 
 pub use postgres::PostgresStore;
+pub use runs::{
+    CancelOutcome, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus, Signals,
+    StepRecord, StepStatus, Transition,
+};
 pub use sqlite::SqliteStore;
 
 use anyhow::{Context, Result, bail};
@@ -215,6 +222,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 impl Store {
     /// Opens the database at `url` and brings its schema up to date.
@@ -410,7 +418,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// The current time at the precision both backends store (PostgreSQL keeps
 /// microseconds), so a record returned by a write equals the same record read back.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }

@@ -21,7 +21,11 @@ const MAX_CONNECTIONS: u32 = 16;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
+    /// Wakes this process's workers and waiters (see `runs.rs`).
+    pub(super) signals: std::sync::Arc<super::Signals>,
+    /// Whether this process relays `NOTIFY trellis_runs` into `signals` yet.
+    pub(super) listening: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PostgresStore {
@@ -37,7 +41,11 @@ impl PostgresStore {
             .run(&pool)
             .await
             .context("running migrations")?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            signals: Default::default(),
+            listening: Default::default(),
+        })
     }
 }
 

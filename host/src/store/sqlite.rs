@@ -33,13 +33,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// Write transactions of this process take turns here before `BEGIN IMMEDIATE`.
     /// SQLite's busy handler waits for a lock by sleeping in steps of up to 100 ms,
     /// which under concurrent writes turned a 2 ms create into a 300 ms p99; queueing
     /// in-process hands the lock over without sleeping. (Other processes, such as
     /// `trellis keys rewrap`, still meet the busy timeout.)
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Wakes this process's workers and waiters (see `runs.rs`).
+    pub(super) signals: std::sync::Arc<super::Signals>,
 }
 
 impl SqliteStore {
@@ -73,6 +75,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             writer: Default::default(),
+            signals: Default::default(),
         })
     }
 }
@@ -252,7 +255,7 @@ impl Backend for SqliteStore {
 
 /// Timestamps are stored as fixed-width RFC 3339 text (see the migration); sqlx reads
 /// them back into `DateTime<Utc>`.
-fn timestamp(t: DateTime<Utc>) -> String {
+pub(super) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
