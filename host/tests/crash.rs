@@ -1,0 +1,282 @@
+//! Crash safety on PostgreSQL, with real processes: an API node without workers,
+//! three `trellis worker` processes, 200 runs of three compute steps, and workers
+//! killed with SIGKILL at random moments and restarted while the runs go through.
+//!
+//! Every run must complete; no step execution may be lost; and no completed step may
+//! run again. The function's own record of what ran is its log line per call
+//! (`invoked key=… attempt=…`), which workers write to their log as each call
+//! returns, before its result is committed: so a call whose result a kill lost still
+//! shows, and a step that ran again after completing would show as an extra call.
+
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
+const TOKEN: &str = "crash-test-token-0123456789";
+const RUNS: usize = 200;
+const STEPS: [&str; 3] = ["one", "two", "three"];
+/// Version 1 is 32 bytes of 0x01, base64.
+const KEYRING: &str = r#"{"currentKeyVersion":1,"keys":{"1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}"#;
+
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Database {
+        let admin_url = std::env::var("TRELLIS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("PostgreSQL must be reachable for the crash test (it is never skipped)");
+        let name = format!("trellis_crash_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut admin)
+            .await
+            .expect("creating the database");
+        let base = admin_url.rsplit_once('/').expect("a database in the URL").0;
+        let url = format!("{base}/{name}");
+        Database { admin_url, name, url }
+    }
+
+    async fn drop_it(self) {
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(database: &str, data_dir: &Path) -> (Process, String) {
+    let mut child = Command::new(TRELLIS)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--database-url", database])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SECRET_KEYS", KEYRING)
+        .env("TRELLIS_API_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .env_remove("SECRET_KEYS_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning trellis serve");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (address, reported) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("trellis listening")) {
+                let _ = address.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = reported
+        .recv_timeout(Duration::from_secs(120))
+        .expect("trellis serve never reported its address");
+    (Process(child), format!("http://{addr}"))
+}
+
+/// Worker `index`, generation `generation`, logging to its own file.
+fn worker(database: &str, data_dir: &Path, logs: &Path, index: usize, generation: usize) -> Process {
+    let log = std::fs::File::create(logs.join(format!("worker-{index}-{generation}.log"))).expect("log file");
+    let child = Command::new(TRELLIS)
+        .args(["worker", "--database-url", database, "--lease-ms", "1000", "--worker-concurrency", "16"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SECRET_KEYS", KEYRING)
+        .env("RUST_LOG", "info,trellis::function=debug")
+        .env_remove("SECRET_KEYS_FILE")
+        .env_remove("TRELLIS_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawning trellis worker");
+    Process(child)
+}
+
+fn flaky_component() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip2/release/flaky.wasm");
+    std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; build the functions first: cargo build --release --manifest-path functions/Cargo.toml",
+            path.display()
+        )
+    })
+}
+
+/// A random number below `n`, from the OS's randomness (via a v4 UUID).
+fn random_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>, json: Option<&Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        if let Some(json) = json {
+            request = request.json(json);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
+    let database = Database::create().await;
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let dir = |name: &str| -> PathBuf {
+        let path = dirs.path().join(name);
+        std::fs::create_dir_all(&path).expect("a directory");
+        path
+    };
+    let logs = dir("logs");
+    let (_server, url) = serve(&database.url, &dir("serve"));
+    let api = Api {
+        http: reqwest::Client::new(),
+        url,
+    };
+    api.send(reqwest::Method::PUT, "/v1/functions/flaky", Some(flaky_component()), None)
+        .await;
+    let steps: Vec<Value> = STEPS
+        .iter()
+        .map(|id| json!({ "id": id, "type": "compute", "functionId": "flaky", "params": { "sleepMs": 50 } }))
+        .collect();
+    let orchestration = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/orchestrations",
+            None,
+            Some(&json!({ "name": "crash", "steps": steps })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+
+    let worker_dirs: Vec<PathBuf> = (0..3).map(|i| dir(&format!("worker-{i}"))).collect();
+    let mut generations = [0usize; 3];
+    let mut workers: Vec<Process> = (0..3)
+        .map(|i| worker(&database.url, &worker_dirs[i], &logs, i, 0))
+        .collect();
+
+    // Start the runs over about five seconds while killing a random worker every
+    // 200–600 ms and starting it again at once.
+    let mut next_kill = Instant::now() + Duration::from_millis(200 + random_below(400));
+    let mut kills = 0;
+    let runs_path = format!("/v1/orchestrations/{orchestration}/runs");
+    for _ in 0..RUNS {
+        api.send(reqwest::Method::POST, &runs_path, None, Some(&json!({ "input": {} })))
+            .await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if Instant::now() >= next_kill {
+            let victim = random_below(3) as usize;
+            workers[victim].0.kill().expect("SIGKILL");
+            let _ = workers[victim].0.wait();
+            generations[victim] += 1;
+            workers[victim] = worker(&database.url, &worker_dirs[victim], &logs, victim, generations[victim]);
+            kills += 1;
+            next_kill = Instant::now() + Duration::from_millis(200 + random_below(400));
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills happened");
+
+    // Every run completes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let runs = loop {
+        let listed = api
+            .send(reqwest::Method::GET, &format!("{runs_path}?limit=1000"), None, None)
+            .await;
+        let runs = listed["data"].as_array().expect("a list").clone();
+        assert_eq!(runs.len(), RUNS);
+        let unfinished = runs.iter().filter(|run| run["status"] != "completed").count();
+        if unfinished == 0 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "{unfinished} runs never completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(workers);
+
+    // What each function call logged: key → the attempts that ran.
+    let mut calls: HashMap<String, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir(&logs).expect("logs").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("a log");
+        for line in text.lines() {
+            let Some(rest) = line.split("invoked key=").nth(1) else { continue };
+            let mut words = rest.split_whitespace();
+            let (Some(key), Some(attempt)) = (words.next(), words.next()) else { continue };
+            let Some(attempt) = attempt.strip_prefix("attempt=").and_then(|a| a.parse().ok()) else {
+                continue; // a line cut short by SIGKILL
+            };
+            calls.entry(key.to_owned()).or_default().push(attempt);
+        }
+    }
+
+    let mut resumed = 0;
+    let mut recorded: BTreeMap<String, i64> = BTreeMap::new();
+    for run in &runs {
+        let id = run["id"].as_str().expect("an id");
+        let run = api.send(reqwest::Method::GET, &format!("/v1/runs/{id}"), None, None).await;
+        for (execution, step_id) in STEPS.iter().enumerate() {
+            let step = run["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .find(|s| s["id"] == *step_id)
+                .expect("the step");
+            assert_eq!(step["status"], "succeeded", "{run}");
+            let key = format!("{id}/{step_id}/{}", execution + 1);
+            assert_eq!(step["output"]["idempotencyKey"], key.as_str(), "the key is stable");
+            let attempts = step["attempts"].as_i64().expect("attempts");
+            assert_eq!(step["output"]["attempt"], attempts, "the output is the last attempt's");
+            recorded.insert(key, attempts);
+            if attempts > 1 {
+                resumed += 1;
+            }
+        }
+    }
+    for (key, attempts) in &recorded {
+        let mut ran = calls.remove(key).unwrap_or_default();
+        assert!(!ran.is_empty(), "step execution {key} completed but the function never saw it");
+        ran.sort_unstable();
+        let before = ran.len();
+        ran.dedup();
+        assert_eq!(ran.len(), before, "an attempt of {key} ran twice: {ran:?}");
+        assert!(
+            ran.iter().all(|attempt| i64::from(*attempt) <= *attempts),
+            "{key} ran after it completed: calls {ran:?}, {attempts} attempts recorded"
+        );
+    }
+    assert!(calls.is_empty(), "calls for step executions no run has: {:?}", calls.keys());
+    assert!(resumed > 0, "no kill interrupted a step; the test proved nothing");
+    eprintln!("{kills} kills; {resumed} step executions were resumed by another worker");
+    database.drop_it().await;
+}
