@@ -155,6 +155,9 @@ pub async fn run_workers(args: WorkerArgs) -> Result<()> {
         );
     }
     args.runtime.validate()?;
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1 for trellis worker (it runs nothing else)");
+    }
     let config = args.engine.worker_config()?;
     let keyring = std::sync::Arc::new(args.keyring.load(&args.store, Generate::Never)?);
     let data_dir = &args.store.data_dir;
@@ -166,7 +169,7 @@ pub async fn run_workers(args: WorkerArgs) -> Result<()> {
         args.runtime.memory_budget_mb,
     );
     let node = open_node(&database_url, keyring, runtime).await?;
-    let workers = spawn_workers(&node.engine, args.workers.max(1), &config);
+    let workers = spawn_workers(&node.engine, args.workers, &config);
     tracing::info!(workers = workers.len(), "trellis worker running");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -21,7 +21,8 @@ const TOKEN: &str = "crash-test-token-0123456789";
 const RUNS: usize = 200;
 const STEPS: [&str; 3] = ["one", "two", "three"];
 /// Version 1 is 32 bytes of 0x01, base64.
-const KEYRING: &str = r#"{"currentKeyVersion":1,"keys":{"1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}"#;
+const KEYRING: &str =
+    r#"{"currentKeyVersion":1,"keys":{"1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}"#;
 
 struct Database {
     admin_url: String,
@@ -48,9 +49,12 @@ impl Database {
 
     async fn drop_it(self) {
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name))
-                .execute(&mut admin)
-                .await;
+            let _ = sqlx::query(&format!(
+                r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
         }
     }
 }
@@ -67,7 +71,15 @@ impl Drop for Process {
 
 fn serve(database: &str, data_dir: &Path) -> (Process, String) {
     let mut child = Command::new(TRELLIS)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--database-url", database])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--database-url",
+            database,
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env("SECRET_KEYS", KEYRING)
@@ -82,7 +94,11 @@ fn serve(database: &str, data_dir: &Path) -> (Process, String) {
     let (address, reported) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("trellis listening")) {
+            if let Some(addr) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("trellis listening"))
+            {
                 let _ = address.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
             }
         }
@@ -97,7 +113,15 @@ fn serve(database: &str, data_dir: &Path) -> (Process, String) {
 fn worker(database: &str, data_dir: &Path, logs: &Path, index: usize, generation: usize) -> Process {
     let log = std::fs::File::create(logs.join(format!("worker-{index}-{generation}.log"))).expect("log file");
     let child = Command::new(TRELLIS)
-        .args(["worker", "--database-url", database, "--lease-ms", "1000", "--worker-concurrency", "16"])
+        .args([
+            "worker",
+            "--database-url",
+            database,
+            "--lease-ms",
+            "1000",
+            "--worker-concurrency",
+            "16",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env("SECRET_KEYS", KEYRING)
@@ -112,7 +136,8 @@ fn worker(database: &str, data_dir: &Path, logs: &Path, index: usize, generation
 }
 
 fn flaky_component() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip2/release/flaky.wasm");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip2/release/flaky.wasm");
     std::fs::read(&path).unwrap_or_else(|error| {
         panic!(
             "{}: {error}; build the functions first: cargo build --release --manifest-path functions/Cargo.toml",
@@ -132,8 +157,17 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>, json: Option<&Value>) -> Value {
-        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(TOKEN);
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        json: Option<&Value>,
+    ) -> Value {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -163,8 +197,13 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
         http: reqwest::Client::new(),
         url,
     };
-    api.send(reqwest::Method::PUT, "/v1/functions/flaky", Some(flaky_component()), None)
-        .await;
+    api.send(
+        reqwest::Method::PUT,
+        "/v1/functions/flaky",
+        Some(flaky_component()),
+        None,
+    )
+    .await;
     let steps: Vec<Value> = STEPS
         .iter()
         .map(|id| json!({ "id": id, "type": "compute", "functionId": "flaky", "params": { "sleepMs": 50 } }))
@@ -193,15 +232,26 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     let mut kills = 0;
     let runs_path = format!("/v1/orchestrations/{orchestration}/runs");
     for _ in 0..RUNS {
-        api.send(reqwest::Method::POST, &runs_path, None, Some(&json!({ "input": {} })))
-            .await;
+        api.send(
+            reqwest::Method::POST,
+            &runs_path,
+            None,
+            Some(&json!({ "input": {} })),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(25)).await;
         if Instant::now() >= next_kill {
             let victim = random_below(3) as usize;
             workers[victim].0.kill().expect("SIGKILL");
             let _ = workers[victim].0.wait();
             generations[victim] += 1;
-            workers[victim] = worker(&database.url, &worker_dirs[victim], &logs, victim, generations[victim]);
+            workers[victim] = worker(
+                &database.url,
+                &worker_dirs[victim],
+                &logs,
+                victim,
+                generations[victim],
+            );
             kills += 1;
             next_kill = Instant::now() + Duration::from_millis(200 + random_below(400));
         }
@@ -212,7 +262,12 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let runs = loop {
         let listed = api
-            .send(reqwest::Method::GET, &format!("{runs_path}?limit=1000"), None, None)
+            .send(
+                reqwest::Method::GET,
+                &format!("{runs_path}?limit=1000"),
+                None,
+                None,
+            )
             .await;
         let runs = listed["data"].as_array().expect("a list").clone();
         assert_eq!(runs.len(), RUNS);
@@ -230,9 +285,13 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     for entry in std::fs::read_dir(&logs).expect("logs").flatten() {
         let text = std::fs::read_to_string(entry.path()).expect("a log");
         for line in text.lines() {
-            let Some(rest) = line.split("invoked key=").nth(1) else { continue };
+            let Some(rest) = line.split("invoked key=").nth(1) else {
+                continue;
+            };
             let mut words = rest.split_whitespace();
-            let (Some(key), Some(attempt)) = (words.next(), words.next()) else { continue };
+            let (Some(key), Some(attempt)) = (words.next(), words.next()) else {
+                continue;
+            };
             let Some(attempt) = attempt.strip_prefix("attempt=").and_then(|a| a.parse().ok()) else {
                 continue; // a line cut short by SIGKILL
             };
@@ -244,7 +303,9 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     let mut recorded: BTreeMap<String, i64> = BTreeMap::new();
     for run in &runs {
         let id = run["id"].as_str().expect("an id");
-        let run = api.send(reqwest::Method::GET, &format!("/v1/runs/{id}"), None, None).await;
+        let run = api
+            .send(reqwest::Method::GET, &format!("/v1/runs/{id}"), None, None)
+            .await;
         for (execution, step_id) in STEPS.iter().enumerate() {
             let step = run["steps"]
                 .as_array()
@@ -254,9 +315,16 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
                 .expect("the step");
             assert_eq!(step["status"], "succeeded", "{run}");
             let key = format!("{id}/{step_id}/{}", execution + 1);
-            assert_eq!(step["output"]["idempotencyKey"], key.as_str(), "the key is stable");
+            assert_eq!(
+                step["output"]["idempotencyKey"],
+                key.as_str(),
+                "the key is stable"
+            );
             let attempts = step["attempts"].as_i64().expect("attempts");
-            assert_eq!(step["output"]["attempt"], attempts, "the output is the last attempt's");
+            assert_eq!(
+                step["output"]["attempt"], attempts,
+                "the output is the last attempt's"
+            );
             recorded.insert(key, attempts);
             if attempts > 1 {
                 resumed += 1;
@@ -265,7 +333,10 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     }
     for (key, attempts) in &recorded {
         let mut ran = calls.remove(key).unwrap_or_default();
-        assert!(!ran.is_empty(), "step execution {key} completed but the function never saw it");
+        assert!(
+            !ran.is_empty(),
+            "step execution {key} completed but the function never saw it"
+        );
         ran.sort_unstable();
         let before = ran.len();
         ran.dedup();
@@ -275,7 +346,11 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
             "{key} ran after it completed: calls {ran:?}, {attempts} attempts recorded"
         );
     }
-    assert!(calls.is_empty(), "calls for step executions no run has: {:?}", calls.keys());
+    assert!(
+        calls.is_empty(),
+        "calls for step executions no run has: {:?}",
+        calls.keys()
+    );
     assert!(resumed > 0, "no kill interrupted a step; the test proved nothing");
     eprintln!("{kills} kills; {resumed} step executions were resumed by another worker");
     database.drop_it().await;

@@ -29,7 +29,8 @@ CREATE TABLE runs (
     updated_at            TIMESTAMPTZ NOT NULL
 );
 
--- Claiming walks due runs in due order; finished and parked runs are not indexed.
+-- Claiming walks due runs in due order; finished runs and approvals without a
+-- timeout have no due time and stay out of the index.
 CREATE INDEX runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX runs_by_orchestration ON runs (orchestration_id, created_at);
 

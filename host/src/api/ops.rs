@@ -38,6 +38,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Components loaded from the on-disk artifact cache without compiling.",
         runtime.artifact_cache_hits(),
     );
+    counter(
+        "trellis_run_transactions_total",
+        "Database transactions this process issued for runs (start, claim, step changes, lease renewals, decisions).",
+        crate::store::RUN_TRANSACTIONS.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let _ = writeln!(
         text,
         "# HELP trellis_invocations_in_flight Invocations holding a slot now.\n# TYPE trellis_invocations_in_flight gauge\ntrellis_invocations_in_flight {}",

@@ -1,11 +1,11 @@
 //! Runs: start (202), read (optionally waiting until the run settles), list per
 //! orchestration, approve or reject a waiting approval step, cancel.
 
-use super::body::{JSON_LIMIT, read_limited};
+use super::body::{ApiQuery, JSON_LIMIT, read_limited};
 use super::{ApiError, AppState};
 use crate::engine::RunView;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,7 +50,7 @@ async fn start(
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FetchQuery {
     /// Hold the request until the run is no longer pending or running, up to this long.
     wait_ms: Option<u64>,
@@ -59,7 +59,7 @@ struct FetchQuery {
 async fn fetch(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
-    Query(query): Query<FetchQuery>,
+    ApiQuery(query): ApiQuery<FetchQuery>,
 ) -> Result<Json<RunView>, ApiError> {
     let run = match query.wait_ms {
         Some(ms) => {
@@ -72,6 +72,7 @@ async fn fetch(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<u32>,
 }
@@ -79,7 +80,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(json!({ "data": state.runs.list(&id, limit).await? })))

@@ -9,7 +9,7 @@ use super::template;
 use crate::functions::{Functions, FunctionsError};
 use crate::orchestrations::input::{self, InputError};
 use crate::orchestrations::model::{ComputeStep, Definition};
-use crate::runtime::{Invocation, InvokeError, LogEntry};
+use crate::runtime::{Invocation, InvokeError, LINE_TRUNCATED, LogEntry, MESSAGE_TRUNCATED};
 use crate::secrets::{Keyring, Redactor};
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -85,10 +85,15 @@ impl Call<'_> {
                 }
                 ComputeResult::Succeeded { output, logs }
             }
+            Err(FunctionsError::Invoke(InvokeError::Overloaded(_))) => ComputeResult::Overloaded,
             Err(FunctionsError::Invoke(error)) => {
                 let logs = redacted_logs(redactor, error.logs(), self.attempt);
-                let message = redactor.redact_str(&error.to_string()).into_owned();
+                let message = redactor.redact_cut(&error.to_string(), MESSAGE_TRUNCATED);
                 let code = match &error {
+                    // A function chooses its code; one that holds a secret is replaced.
+                    InvokeError::Function { code, .. } if redactor.is_match(code) => {
+                        "function_error".to_owned()
+                    }
                     InvokeError::Internal(internal) => {
                         tracing::error!(error = %redactor.redact_str(&format!("{internal:#}")), "calling a step's function");
                         "internal".to_owned()
@@ -142,7 +147,7 @@ fn redacted_logs(redactor: &Redactor, logs: &[LogEntry], attempt: &Attempt) -> S
     let logs: Vec<LogEntry> = logs
         .iter()
         .map(|entry| {
-            let message = redactor.redact_str(&entry.message).into_owned();
+            let message = redactor.redact_cut(&entry.message, LINE_TRUNCATED);
             tracing::debug!(
                 target: "trellis::function",
                 key = %attempt.idempotency_key,

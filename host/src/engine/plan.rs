@@ -23,6 +23,14 @@ pub const MAX_STEP_EXECUTIONS: i64 = 1000;
 /// The longest retry backoff, whatever `backoffMs` and `multiplier` compute.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// How long a step waits for a busy node before it is tried again.
+const OVERLOAD_BACKOFF: TimeDelta = TimeDelta::milliseconds(200);
+
+/// Attempts a step may lose to workers that died during its call, beyond those its
+/// `retry` allows. A function that keeps killing its worker (or the node it runs on)
+/// would otherwise be retried forever.
+const MAX_LOST_ATTEMPTS: i64 = 5;
+
 /// What the worker does after committing the current state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -45,6 +53,9 @@ pub struct Attempt {
 /// How a compute step's call ended; everything in it is already redacted.
 #[derive(Debug, Clone)]
 pub enum ComputeResult {
+    /// The node had no free invocation slot: the call never started, so it uses no
+    /// attempt, and the step is tried again shortly.
+    Overloaded,
     Succeeded {
         output: String,
         logs: String,
@@ -177,6 +188,22 @@ impl Planner<'_> {
             (Step::Compute(compute), RunStatus::Running, Some(mut record))
                 if record.status == StepStatus::Running =>
             {
+                if record.attempts >= max_attempts(compute) + MAX_LOST_ATTEMPTS {
+                    let message = format!(
+                        "step `{}` was started {} times without finishing: its worker stopped \
+                         during the call each time",
+                        compute.id, record.attempts
+                    );
+                    record.status = StepStatus::Failed;
+                    record.finished_at = Some(now);
+                    record.error = Some(
+                        json!({ "code": "attempts_lost", "message": message, "retryable": false })
+                            .to_string(),
+                    );
+                    state.remember(record)?;
+                    fail(state, "step_failed", &message, Some(&compute.id));
+                    return Ok(Next::Stop);
+                }
                 record.attempts += 1;
                 let attempt = self.attempt(state, &compute.id, &record);
                 state.remember(record)?;
@@ -230,6 +257,14 @@ impl Planner<'_> {
             .cloned()
             .with_context(|| format!("no record of step `{step_id}`"))?;
         match result {
+            ComputeResult::Overloaded => {
+                // The attempt never started: take it back.
+                record.attempts -= 1;
+                state.remember(record)?;
+                state.run.lease_owner = None;
+                state.run.due_at = Some(now + OVERLOAD_BACKOFF);
+                Ok(Next::Stop)
+            }
             ComputeResult::Succeeded { output, logs } => {
                 record.status = StepStatus::Succeeded;
                 record.output = Some(output);
@@ -248,11 +283,7 @@ impl Planner<'_> {
                 record.error =
                     Some(json!({ "code": code, "message": message, "retryable": retryable }).to_string());
                 record.logs = Some(logs);
-                let max_attempts = compute
-                    .retry
-                    .as_ref()
-                    .map_or(1, |retry| retry.max_attempts.max(1));
-                if retryable && record.attempts < i64::from(max_attempts) {
+                if retryable && record.attempts < max_attempts(compute) {
                     // Stays `running` with the last error shown; due again after the backoff.
                     let backoff = backoff(compute.retry.as_ref(), record.attempts);
                     state.remember(record)?;
@@ -260,13 +291,13 @@ impl Planner<'_> {
                     state.run.due_at = Some(now + backoff);
                     return Ok(Next::Stop);
                 }
+                let attempts = match record.attempts {
+                    1 => String::new(),
+                    n => format!(" after {n} attempts"),
+                };
                 record.status = StepStatus::Failed;
                 record.finished_at = Some(now);
                 state.remember(record)?;
-                let attempts = match retryable {
-                    true => format!(" after {max_attempts} attempts"),
-                    false => String::new(),
-                };
                 fail(
                     state,
                     "step_failed",
@@ -474,6 +505,11 @@ pub fn run_error(code: &str, message: &str, step_id: Option<&str>) -> String {
         error["stepId"] = json!(step_id);
     }
     error.to_string()
+}
+
+/// The attempts `retry` allows (1 without it).
+fn max_attempts(step: &crate::orchestrations::model::ComputeStep) -> i64 {
+    i64::from(step.retry.as_ref().map_or(1, |retry| retry.max_attempts.max(1)))
 }
 
 /// `backoffMs × multiplier^(attempt − 1)`, capped.

@@ -18,7 +18,7 @@ use super::compute::Call;
 use super::plan::{Next, Planner, RunState, run_error};
 use crate::orchestrations::model::Step;
 use crate::store::{ClaimedRun, RunStatus, Transition, now};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::TimeDelta;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +91,7 @@ impl Worker {
         let slot_freed = Arc::new(Notify::new());
         let mut work = store.signals().work.subscribe();
         let mut runs = JoinSet::new();
+        let mut claims: u64 = 0;
         while !*stopped.borrow() {
             while runs.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -98,9 +99,13 @@ impl Worker {
             if free > 0 {
                 // Anything signalled from here on is after this claim's snapshot.
                 work.mark_unchanged();
-                let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15));
+                let lease = self.lease();
                 let now = now();
-                match store.claim_runs(&self.id, free as u32, now, now + lease).await {
+                // A lease token per claim: if this worker's lease on a run expired
+                // and it claimed the run again, the older task's writes are refused.
+                claims += 1;
+                let token = format!("{}#{claims}", self.id);
+                match store.claim_runs(&token, free as u32, now, now + lease).await {
                     Ok(claims) => {
                         claimed_all = claims.len() == free;
                         for claim in claims {
@@ -109,8 +114,9 @@ impl Worker {
                             };
                             let worker = self.clone();
                             let slot_freed = slot_freed.clone();
+                            let token = token.clone();
                             runs.spawn(async move {
-                                worker.drive(claim).await;
+                                worker.drive(claim, token).await;
                                 drop(permit);
                                 slot_freed.notify_one();
                             });
@@ -139,7 +145,7 @@ impl Worker {
             }
         }
         runs.shutdown().await;
-        match store.release_leases(&self.id, now()).await {
+        match store.release_leases(&format!("{}#", self.id), now()).await {
             Ok(released) => tracing::info!(worker = %self.id, released, "worker stopped"),
             Err(error) => tracing::warn!(
                 worker = %self.id,
@@ -149,11 +155,12 @@ impl Worker {
         }
     }
 
-    /// How long to sleep until the next run falls due, at most the idle poll and at
-    /// least a millisecond (a due run another worker is claiming right now).
+    /// How long to sleep until the next run falls due, at most the idle poll.
     async fn until_next_due(&self) -> Duration {
         let idle = self.config.idle_poll;
         match self.engine.store.next_due().await {
+            // Already due, yet not claimed: another worker is claiming it right now.
+            Ok(Some(due)) if due <= now() => Duration::from_millis(20),
             Ok(Some(due)) => (due - now())
                 .to_std()
                 .unwrap_or_default()
@@ -163,45 +170,88 @@ impl Worker {
         }
     }
 
-    async fn drive(&self, claim: ClaimedRun) {
-        let run_id = claim.run.id.clone();
+    async fn drive(&self, claim: ClaimedRun, token: String) {
+        let run = claim.run.clone();
         if let Some(previous) = &claim.previous_owner {
-            tracing::info!(run = %run_id, worker = %self.id, previous, "taking over a run whose lease expired");
+            tracing::info!(run = %run.id, worker = %self.id, previous, "taking over a run whose lease expired");
         }
-        if let Err(error) = self.drive_claimed(claim).await {
+        let mut committed = run.status;
+        match self.advance(claim, &token, &mut committed).await {
+            Ok(()) => {}
             // Left leased: it falls due again when the lease expires and is retried.
-            tracing::error!(run = %run_id, worker = %self.id, error = format!("{error:#}"), "driving a run failed");
+            Err(Failure::Store(error)) => {
+                tracing::warn!(run = %run.id, worker = %self.id, error = format!("{error:#}"), "a run could not be saved; retrying later");
+            }
+            // Retrying would fail the same way: end the run and say why.
+            Err(Failure::Stuck { code, message }) => {
+                tracing::error!(run = %run.id, worker = %self.id, code, message, "a run cannot go on; failing it");
+                let transition = Transition {
+                    expected: committed,
+                    status: RunStatus::Failed,
+                    current_step: run.current_step.clone(),
+                    step_executions: run.step_executions,
+                    due_at: None,
+                    lease_owner: None,
+                    error: Some(run_error(code, &message, None)),
+                    steps: Vec::new(),
+                };
+                if let Err(error) = self.engine.store.apply(&run.id, &token, &transition).await {
+                    tracing::warn!(run = %run.id, error = format!("{error:#}"), "failing a run failed; retrying later");
+                }
+            }
         }
     }
 
-    async fn drive_claimed(&self, claim: ClaimedRun) -> Result<()> {
+    /// Drives a claimed run as far as it goes now. `committed` tracks the status the
+    /// database holds, for the fence of a final failure.
+    async fn advance(
+        &self,
+        claim: ClaimedRun,
+        token: &str,
+        committed: &mut RunStatus,
+    ) -> Result<(), Failure> {
         let engine = &self.engine;
+        let run = &claim.run;
         let definition = engine
             .definitions
-            .get(&claim.run.orchestration_id, claim.run.orchestration_version)
-            .await?;
-        let Some(definition) = definition else {
-            return self.fail_unreadable(claim).await;
-        };
+            .get(&run.orchestration_id, run.orchestration_version)
+            .await
+            .map_err(Failure::Store)?
+            .ok_or_else(|| Failure::Stuck {
+                code: "definition_missing",
+                message: format!(
+                    "version {} of orchestration {} is not stored",
+                    run.orchestration_version, run.orchestration_id
+                ),
+            })?;
         let planner = Planner {
             definition: &definition,
-            owner: &self.id,
-            lease: TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15)),
+            owner: token,
+            lease: self.lease(),
         };
-        let mut state = RunState::new(claim)?;
-        let mut next = planner.resume(&mut state, now())?;
+        let mut state = RunState::new(claim).map_err(Failure::stuck)?;
+        let mut next = planner.resume(&mut state, now()).map_err(Failure::stuck)?;
         loop {
             let transition = state.take_transition();
-            if !engine.store.apply(&state.run.id, &self.id, &transition).await? {
+            if !engine
+                .store
+                .apply(&state.run.id, token, &transition)
+                .await
+                .map_err(Failure::Store)?
+            {
                 tracing::debug!(run = %state.run.id, "run changed under this worker (cancelled, decided or taken over); leaving it");
                 return Ok(());
             }
+            *committed = transition.status;
             let Next::Invoke(attempt) = next else {
                 return Ok(());
             };
             let Some(Step::Compute(step)) = definition.steps.iter().find(|s| s.id() == attempt.step_id)
             else {
-                anyhow::bail!("step `{}` is not a compute step", attempt.step_id);
+                return Err(Failure::stuck(anyhow::anyhow!(
+                    "step `{}` is not a compute step",
+                    attempt.step_id
+                )));
             };
             let call = Call {
                 functions: &engine.functions,
@@ -210,19 +260,29 @@ impl Worker {
                 step,
                 attempt: &attempt,
             };
-            let Some(result) = self.holding_lease(&state.run.id, call.run(&state)).await? else {
+            let result = self
+                .holding_lease(&state.run.id, token, call.run(&state))
+                .await
+                .map_err(Failure::Store)?;
+            let Some(result) = result else {
                 tracing::info!(run = %state.run.id, step = %attempt.step_id, "lost the run during a call; its result is dropped");
                 return Ok(());
             };
-            next = planner.compute_finished(&mut state, &attempt.step_id, result, now())?;
+            next = planner
+                .compute_finished(&mut state, &attempt.step_id, result, now())
+                .map_err(Failure::stuck)?;
         }
     }
 
     /// Runs `call`, renewing the lease every third of its length; `None` when the
     /// lease could not be renewed (the run was cancelled or taken over), in which case
     /// the call is dropped, which stops the function.
-    async fn holding_lease<T>(&self, run_id: &str, call: impl Future<Output = T>) -> Result<Option<T>> {
-        let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15));
+    async fn holding_lease<T>(
+        &self,
+        run_id: &str,
+        token: &str,
+        call: impl Future<Output = T>,
+    ) -> Result<Option<T>> {
         let mut renew = tokio::time::interval(self.config.lease / 3);
         renew.tick().await;
         tokio::pin!(call);
@@ -230,7 +290,7 @@ impl Worker {
             tokio::select! {
                 result = &mut call => return Ok(Some(result)),
                 _ = renew.tick() => {
-                    if !self.engine.store.renew_lease(run_id, &self.id, now() + lease).await? {
+                    if !self.engine.store.renew_lease(run_id, token, now() + self.lease()).await? {
                         return Ok(None);
                     }
                 }
@@ -238,33 +298,26 @@ impl Worker {
         }
     }
 
-    /// The run's definition version is gone (it never is, short of hand-edited
-    /// data): fail the run with a clear error rather than retrying forever.
-    async fn fail_unreadable(&self, claim: ClaimedRun) -> Result<()> {
-        let run = &claim.run;
-        let transition = Transition {
-            expected: run.status,
-            status: RunStatus::Failed,
-            current_step: run.current_step.clone(),
-            step_executions: run.step_executions,
-            due_at: None,
-            lease_owner: None,
-            error: Some(run_error(
-                "definition_missing",
-                &format!(
-                    "version {} of orchestration {} is not stored",
-                    run.orchestration_version, run.orchestration_id
-                ),
-                None,
-            )),
-            steps: Vec::new(),
-        };
-        self.engine
-            .store
-            .apply(&run.id, &self.id, &transition)
-            .await
-            .context("failing a run")?;
-        Ok(())
+    fn lease(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15))
+    }
+}
+
+/// Why a run could not be driven further.
+enum Failure {
+    /// The database: worth trying again once the lease expires.
+    Store(anyhow::Error),
+    /// The run's own data (an unreadable record, a definition that lacks a step the
+    /// run is at): trying again would fail the same way.
+    Stuck { code: &'static str, message: String },
+}
+
+impl Failure {
+    fn stuck(error: anyhow::Error) -> Self {
+        Self::Stuck {
+            code: "engine_error",
+            message: format!("{error:#}"),
+        }
     }
 }
 

@@ -12,6 +12,9 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// response and, for orchestrations, into the run record, so it stays small.
 pub const MAX_LOG_BYTES: usize = 256 << 10;
 
+/// What ends a line that was cut at [`MAX_LINE_BYTES`].
+pub const LINE_TRUNCATED: &str = " …[line truncated]";
+
 /// A single line longer than this is cut, so one runaway line cannot take the
 /// whole budget.
 const MAX_LINE_BYTES: usize = 16 << 10;
@@ -160,7 +163,7 @@ impl Collected {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str(" …[line truncated]");
+            message.push_str(LINE_TRUNCATED);
         }
         let cost = message.len() + ENTRY_OVERHEAD_BYTES;
         // Once anything is dropped, everything after is too, so the record has no

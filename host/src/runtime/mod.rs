@@ -9,7 +9,7 @@ mod sandbox;
 mod scratch;
 
 pub use engine::{Allocator, MAX_MEMORY_BYTES};
-pub use logs::{Level, LogEntry, Source};
+pub use logs::{LINE_TRUNCATED, Level, LogEntry, Source};
 
 use anyhow::{Context, Result};
 use artifacts::ArtifactCache;
@@ -36,6 +36,9 @@ use bindings::trellis::function::types::{FunctionError as WitFunctionError, Invo
 
 /// The WIT interface every function must export.
 pub const HANDLER_INTERFACE: &str = "trellis:function/handler@0.1.0";
+
+/// What ends a function error message that was cut short.
+pub const MESSAGE_TRUNCATED: &str = " …[truncated]";
 
 /// A returned output larger than this is refused: it has to fit in a response and,
 /// for orchestrations, in a run record.
@@ -470,7 +473,7 @@ fn function_error(error: WitFunctionError, logs: Vec<LogEntry>) -> InvokeError {
             cut -= 1;
         }
         message.truncate(cut);
-        message.push_str(" …[truncated]");
+        message.push_str(MESSAGE_TRUNCATED);
     }
     InvokeError::Function {
         code,

@@ -169,7 +169,6 @@ pub enum DecideOutcome {
     /// or at another step).
     NotWaiting {
         status: RunStatus,
-        current_step: Option<String>,
     },
 }
 
@@ -203,6 +202,15 @@ impl Signals {
 
     pub fn settled(&self) {
         self.settled.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Transition {
+    /// A running run handed back to be picked up again at a time (a delay, a retry
+    /// backoff): workers must learn of it, or they would notice it only at their
+    /// next poll.
+    pub fn parks_running(&self) -> bool {
+        self.status == RunStatus::Running && self.lease_owner.is_none() && self.due_at.is_some()
     }
 }
 
@@ -240,7 +248,11 @@ pub(super) trait RunBackend {
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
+    fn release_leases(
+        &self,
+        owner_prefix: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     fn decide(
         &self,
@@ -278,8 +290,10 @@ impl Store {
         dispatch!(self, b => b.create_run(run))
     }
 
-    /// Takes up to `limit` due runs for `owner` until `lease_until`: new runs become
-    /// `running`; runs whose lease expired are taken over.
+    /// Takes up to `limit` due runs for `owner` (a lease token, unique per claim)
+    /// until `lease_until`: new runs become `running`; runs whose lease expired are
+    /// taken over. Step records are read in the same transaction, so they match the
+    /// runs as claimed.
     pub async fn claim_runs(
         &self,
         owner: &str,
@@ -301,9 +315,10 @@ impl Store {
         dispatch!(self, b => b.renew_lease(run_id, owner, until))
     }
 
-    /// Gives back every run `owner` holds, due at once (a worker shutting down).
-    pub async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64> {
-        dispatch!(self, b => b.release_leases(owner, now))
+    /// Gives back every run held under a lease token that starts with
+    /// `owner_prefix`, due at once (a worker shutting down).
+    pub async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, b => b.release_leases(owner_prefix, now))
     }
 
     /// Records the decision on a waiting approval step, if the run is waiting on it.

@@ -64,6 +64,7 @@ impl RunBackend for PostgresStore {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedRun>> {
         count_transaction();
+        let mut tx = self.pool.begin().await.context("beginning transaction")?;
         let rows: Vec<ClaimedRow> = sqlx::query_as(concat!(
             "WITH due AS ( \
                  SELECT id, lease_owner AS previous_owner FROM runs \
@@ -80,12 +81,14 @@ impl RunBackend for PostgresStore {
         .bind(now)
         .bind(lease_until)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .context("claiming runs")?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // Read while the claimed rows are locked, so no decision or cancellation can
+        // slip in between the runs and their steps.
         let ids: Vec<&str> = rows.iter().map(|row| row.run.id.as_str()).collect();
         let steps: Vec<(String, StepRecord)> = {
             #[derive(sqlx::FromRow)]
@@ -100,7 +103,7 @@ impl RunBackend for PostgresStore {
                 " FROM run_steps WHERE run_id = ANY($1) ORDER BY execution"
             ))
             .bind(&ids)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .context("reading step records")?
             .into_iter()
@@ -120,6 +123,7 @@ impl RunBackend for PostgresStore {
                 claim.steps.push(step);
             }
         }
+        tx.commit().await.context("committing")?;
         Ok(claimed)
     }
 
@@ -153,9 +157,15 @@ impl RunBackend for PostgresStore {
         if settled {
             notify(&mut *tx, "settled").await?;
         }
+        if transition.parks_running() {
+            notify(&mut *tx, "work").await?;
+        }
         tx.commit().await.context("committing")?;
         if settled {
             self.signals.settled();
+        }
+        if transition.parks_running() {
+            self.signals.work();
         }
         Ok(true)
     }
@@ -173,16 +183,17 @@ impl RunBackend for PostgresStore {
         Ok(updated == 1)
     }
 
-    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64> {
+    async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
         count_transaction();
         let mut tx = self.pool.begin().await.context("beginning transaction")?;
-        let released = sqlx::query("UPDATE runs SET lease_owner = NULL, due_at = $2 WHERE lease_owner = $1")
-            .bind(owner)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("releasing leases")?
-            .rows_affected();
+        let released =
+            sqlx::query("UPDATE runs SET lease_owner = NULL, due_at = $2 WHERE starts_with(lease_owner, $1)")
+                .bind(owner_prefix)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("releasing leases")?
+                .rows_affected();
         if released > 0 {
             notify(&mut *tx, "work").await?;
         }
@@ -209,17 +220,15 @@ impl RunBackend for PostgresStore {
         .context("recording a decision")?
         .rows_affected();
         if updated == 0 {
-            let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT status, current_step FROM runs WHERE id = $1")
-                    .bind(run_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .context("reading a run")?;
+            let row: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("reading a run")?;
             return match row {
                 None => Ok(DecideOutcome::NotFound),
-                Some((status, current_step)) => Ok(DecideOutcome::NotWaiting {
+                Some(status) => Ok(DecideOutcome::NotWaiting {
                     status: status.try_into()?,
-                    current_step,
                 }),
             };
         }
@@ -353,6 +362,8 @@ impl PostgresStore {
                         "settled" => signals.settled(),
                         _ => signals.work(),
                     },
+                    // The store was closed: this process is shutting down.
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
                         tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
                         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteExecutor;
+use sqlx::{Row, SqliteExecutor};
 
 use super::runs::{
     CancelOutcome, ClaimedRun, DecideOutcome, Decision, RunBackend, RunRecord, RunStatus, Signals,
@@ -86,52 +86,70 @@ impl RunBackend for SqliteStore {
                     previous_owner,
                 });
             }
+            for claim in &mut claimed {
+                claim.steps = select_steps(&mut *tx, &claim.run.id).await?;
+            }
             tx.commit().await.context("committing")?;
-        }
-        for claim in &mut claimed {
-            claim.steps = select_steps(&self.pool, &claim.run.id).await?;
         }
         Ok(claimed)
     }
 
+    /// The engine's hot path, one transaction per step, sent as one batch of
+    /// statements: each statement sent on its own is a round trip to the
+    /// connection's thread, and those handoffs, not SQLite, were most of a step's
+    /// time. The fence's outcome comes back from `SELECT changes()` right after the
+    /// fenced `UPDATE`, and each step record is written only if the statement before
+    /// it changed a row, so a refused transition writes nothing.
     async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
         {
             let _writer = self.writer.lock().await;
             count_transaction();
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .context("beginning transaction")?;
-            let updated = sqlx::query(
-                "UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
-                 lease_owner = $7, error = $8, updated_at = $9 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = $10",
-            )
-            .bind(run_id)
-            .bind(owner)
-            .bind(transition.status.as_str())
-            .bind(&transition.current_step)
-            .bind(transition.step_executions)
-            .bind(transition.due_at.map(timestamp))
-            .bind(&transition.lease_owner)
-            .bind(&transition.error)
-            .bind(timestamp(super::now()))
-            .bind(transition.expected.as_str())
-            .execute(&mut *tx)
-            .await
-            .context("updating a run")?
-            .rows_affected();
-            if updated == 0 {
+            let mut connection = self.pool.acquire().await.context("acquiring a connection")?;
+            let mut query = sqlx::query(apply_sql(transition.steps.len()))
+                .bind(run_id)
+                .bind(owner)
+                .bind(transition.status.as_str())
+                .bind(&transition.current_step)
+                .bind(transition.step_executions)
+                .bind(transition.due_at.map(timestamp))
+                .bind(&transition.lease_owner)
+                .bind(&transition.error)
+                .bind(timestamp(super::now()))
+                .bind(transition.expected.as_str());
+            for step in &transition.steps {
+                query = query
+                    .bind(&step.step_id)
+                    .bind(step.execution)
+                    .bind(step.status.as_str())
+                    .bind(step.attempts)
+                    .bind(&step.output)
+                    .bind(&step.error)
+                    .bind(&step.logs)
+                    .bind(step.started_at.map(timestamp))
+                    .bind(step.finished_at.map(timestamp));
+            }
+            // `fetch_all`, not `fetch_one`: the batch runs only as far as it is read.
+            let fenced: i64 = match query.fetch_all(&mut *connection).await {
+                Ok(rows) => rows
+                    .first()
+                    .context("no fence row")?
+                    .try_get(0)
+                    .context("reading the fence")?,
+                Err(error) => {
+                    // A statement failed midway: end the transaction it opened.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                    return Err(error).context("applying a transition");
+                }
+            };
+            if fenced == 0 {
                 return Ok(false);
             }
-            for step in &transition.steps {
-                upsert_step(&mut *tx, run_id, step).await?;
-            }
-            tx.commit().await.context("committing")?;
         }
         if transition.status != RunStatus::Running {
             self.signals.settled();
+        }
+        if transition.parks_running() {
+            self.signals.work();
         }
         Ok(true)
     }
@@ -150,17 +168,20 @@ impl RunBackend for SqliteStore {
         Ok(updated == 1)
     }
 
-    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64> {
+    async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
         let released = {
             let _writer = self.writer.lock().await;
             count_transaction();
-            sqlx::query("UPDATE runs SET lease_owner = NULL, due_at = $2 WHERE lease_owner = $1")
-                .bind(owner)
-                .bind(timestamp(now))
-                .execute(&self.pool)
-                .await
-                .context("releasing leases")?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE runs SET lease_owner = NULL, due_at = $2 \
+                 WHERE substr(lease_owner, 1, length($1)) = $1",
+            )
+            .bind(owner_prefix)
+            .bind(timestamp(now))
+            .execute(&self.pool)
+            .await
+            .context("releasing leases")?
+            .rows_affected()
         };
         if released > 0 {
             self.signals.work();
@@ -312,44 +333,56 @@ async fn select_steps<'e>(db: impl SqliteExecutor<'e>, run_id: &str) -> Result<V
     .context("reading step records")
 }
 
-async fn upsert_step<'e>(db: impl SqliteExecutor<'e>, run_id: &str, step: &StepRecord) -> Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO run_steps (run_id, ",
-        step_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
-         status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
-         error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
-         finished_at = excluded.finished_at"
-    ))
-    .bind(run_id)
-    .bind(&step.step_id)
-    .bind(step.execution)
-    .bind(step.status.as_str())
-    .bind(step.attempts)
-    .bind(&step.output)
-    .bind(&step.error)
-    .bind(&step.logs)
-    .bind(step.started_at.map(timestamp))
-    .bind(step.finished_at.map(timestamp))
-    .execute(db)
-    .await
-    .context("writing a step record")?;
-    Ok(())
+/// The batch [`SqliteStore::apply`] sends for `steps` step records: `$1`–`$10` are
+/// the run's fields, then nine per step record. Built once per count and kept.
+fn apply_sql(steps: usize) -> &'static str {
+    static CACHE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    while cache.len() <= steps {
+        let mut sql = String::from(
+            "BEGIN IMMEDIATE; \
+             UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
+             lease_owner = $7, error = $8, updated_at = $9 \
+             WHERE id = $1 AND lease_owner = $2 AND status = $10; \
+             SELECT changes();",
+        );
+        for i in 0..cache.len() {
+            let p = |k: usize| format!("${}", 11 + i * 9 + k);
+            sql.push_str(&format!(
+                " INSERT INTO run_steps (run_id, {columns}) \
+                 SELECT $1, {}, {}, {}, {}, {}, {}, {}, {}, {} WHERE changes() = 1 \
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
+                 status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
+                 error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at;",
+                p(0),
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                columns = step_columns!(),
+            ));
+        }
+        sql.push_str(" COMMIT;");
+        cache.push(Box::leak(sql.into_boxed_str()));
+    }
+    cache[steps]
 }
 
 async fn not_waiting<'e>(db: impl SqliteExecutor<'e>, run_id: &str) -> Result<DecideOutcome> {
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT status, current_step FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(db)
-            .await
-            .context("reading a run")?;
+    let row: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(db)
+        .await
+        .context("reading a run")?;
     match row {
         None => Ok(DecideOutcome::NotFound),
-        Some((status, current_step)) => Ok(DecideOutcome::NotWaiting {
+        Some(status) => Ok(DecideOutcome::NotWaiting {
             status: status.try_into()?,
-            current_step,
         }),
     }
 }
