@@ -350,3 +350,56 @@ fn keys_generate_status_and_rewrap_from_the_cli() {
     );
     assert!(!rewrap.contains("first-secret") && !rewrap.contains(&generated));
 }
+
+#[test]
+fn orchestrations_and_runs_from_the_cli() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let server = serve(data.path(), &logs.path().join("runs.out"));
+    let run_cli = |args: &[&str]| cli(data.path(), &server.url, args);
+
+    let definition = data.path().join("definition.json");
+    std::fs::write(
+        &definition,
+        r#"{ "name": "provision", "steps": [
+            { "id": "evaluate", "type": "compute", "functionId": "evaluate-request" },
+            { "id": "gate", "type": "approval", "message": "Create it?" },
+            { "id": "provision", "type": "compute", "functionId": "digest" } ] }"#,
+    )
+    .expect("writing the definition");
+    let (ok, out, err) = run_cli(&["orchestrations", "create", &format!("@{}", definition.display())]);
+    assert!(ok, "{err}");
+    let orchestration = json(&out)["id"].as_str().expect("an id").to_owned();
+
+    let input = r#"{"org":"acme","name":"payments-api"}"#;
+    let (ok, out, err) = run_cli(&["runs", "start", &orchestration, input, "--wait"]);
+    assert!(ok, "{err}");
+    let run = json(&out);
+    assert_eq!(run["status"], "waiting", "{run}");
+    let run_id = run["id"].as_str().expect("an id").to_owned();
+    assert_eq!(run["steps"][0]["output"]["decision"], "approve");
+
+    let (ok, _, err) = run_cli(&["runs", "approve", &run_id, "gate", "--comment", "ship it"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_cli(&["runs", "watch", &run_id]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["status"], "completed");
+    assert!(err.contains("completed"), "watch reports the status: {err}");
+
+    // A rejected run: watch says so and exits non-zero.
+    let (ok, out, err) = run_cli(&["runs", "start", &orchestration, input, "--wait"]);
+    assert!(ok, "{err}");
+    let rejected = json(&out)["id"].as_str().expect("an id").to_owned();
+    let (ok, _, err) = run_cli(&["runs", "reject", &rejected, "gate"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_cli(&["runs", "watch", &rejected]);
+    assert!(!ok, "watch fails for a failed run");
+    assert!(err.contains("failed"), "{err}");
+
+    let (ok, out, err) = run_cli(&["runs", "list", &orchestration]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out).as_array().expect("a list").len(), 2);
+    let (ok, _, err) = run_cli(&["runs", "approve", &run_id, "gate"]);
+    assert!(!ok, "a decided step cannot be decided again");
+    assert!(err.contains("run_state_conflict"), "{err}");
+}

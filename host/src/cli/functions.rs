@@ -1,6 +1,6 @@
 //! `trellis functions …`.
 
-use super::{Remote, print_json};
+use super::{Remote, print_json, read_json};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -86,16 +86,7 @@ impl FunctionsCommand {
                 Ok(())
             }
             Self::Invoke { id, params, remote } => {
-                let text = match params.as_deref() {
-                    None => "{}".to_owned(),
-                    Some("-") => {
-                        std::io::read_to_string(std::io::stdin()).context("reading params from stdin")?
-                    }
-                    Some(text) => text.to_owned(),
-                };
-                let params: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
-                    anyhow::anyhow!("params are not JSON: {}", crate::api::describe_json_error(&error))
-                })?;
+                let params = read_json(params.as_deref(), "params")?.unwrap_or_else(|| serde_json::json!({}));
                 print_json(&remote.client()?.invoke_function(&id, &params).await?)
             }
         }

@@ -3,6 +3,8 @@
 
 mod functions;
 mod keys;
+mod orchestrations;
+mod runs;
 
 use crate::config::{Config, ServeArgs, WorkerArgs};
 use clap::{Args, Parser, Subcommand};
@@ -29,6 +31,12 @@ enum Command {
     /// Upload, inspect and invoke functions on a running server.
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// Create, read, update and delete orchestrations on a running server.
+    #[command(subcommand)]
+    Orchestrations(orchestrations::OrchestrationsCommand),
+    /// Start, follow, approve, reject and cancel runs on a running server.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Key rotation for encryptedParams.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -98,6 +106,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Worker(args) => crate::server::run_workers(*args).await,
         Command::Functions(command) => command.run().await,
+        Command::Orchestrations(command) => command.run().await,
+        Command::Runs(command) => command.run().await,
         Command::Keys(command) => command.run().await,
     }
 }
@@ -116,6 +126,27 @@ fn init_tracing() {
     } else {
         builder.init();
     }
+}
+
+/// A JSON argument: the text itself, `-` for stdin, `@path` for a file; `None` when
+/// absent. Parse errors say where, never what was found (it may be a secret).
+fn read_json(arg: Option<&str>, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    use anyhow::Context;
+    let text = match arg {
+        None => return Ok(None),
+        Some("-") => {
+            std::io::read_to_string(std::io::stdin()).with_context(|| format!("reading {what} from stdin"))?
+        }
+        Some(arg) => match arg.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}"))?
+            }
+            None => arg.to_owned(),
+        },
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| anyhow::anyhow!("{what} are not JSON: {}", crate::api::describe_json_error(&error)))
 }
 
 /// Prints a value as pretty JSON on stdout.

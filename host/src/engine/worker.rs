@@ -283,8 +283,10 @@ impl Worker {
         token: &str,
         call: impl Future<Output = T>,
     ) -> Result<Option<T>> {
-        let mut renew = tokio::time::interval(self.config.lease / 3);
-        renew.tick().await;
+        // Starts a period from now: an interval's immediate first tick is a timer that
+        // tokio fires only at its next millisecond, which cost every step that long.
+        let period = self.config.lease / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tokio::pin!(call);
         loop {
             tokio::select! {
