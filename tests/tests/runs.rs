@@ -27,6 +27,7 @@ on_both_backends!(
     bad_requests_get_precise_errors,
     caps_stop_loops_and_oversized_outputs,
     without_workers_runs_wait_for_one,
+    a_step_longer_than_the_lease_keeps_it,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -747,4 +748,22 @@ async fn without_workers_runs_wait_for_one(backend: Backend) {
     let run = settled(&server, &run).await;
     assert_eq!(run.status, "completed");
     assert_eq!(step(&run, "work").output.as_ref().unwrap()["n"], 1);
+}
+
+async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
+    let options = Options {
+        lease: Duration::from_secs(1),
+        workers: 2,
+        ..Options::default()
+    };
+    let server = start_with(backend, options).await;
+    let run = run_to_end(
+        &server,
+        json!([{ "id": "slow", "type": "compute", "functionId": "flaky", "params": { "sleepMs": 2500 } }]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run.status, "completed", "{run:#?}");
+    // Renewed every third of a second: no other worker took the step over.
+    assert_eq!(step(&run, "slow").attempts, 1);
 }
