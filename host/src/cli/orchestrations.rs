@@ -9,7 +9,8 @@ use clap::Subcommand;
 pub enum OrchestrationsCommand {
     /// Create from a definition `{ name, description?, steps }`.
     Create {
-        /// The definition: JSON, `@file.json`, or `-` for stdin.
+        /// The definition: `@file.json`, `-` for stdin, or inline JSON (not for
+        /// secrets: an inline argument shows in `ps` and the shell history).
         definition: String,
         #[command(flatten)]
         remote: Remote,
@@ -28,7 +29,8 @@ pub enum OrchestrationsCommand {
     /// Replace a definition (send secrets back as read to keep them).
     Update {
         id: String,
-        /// The definition: JSON, `@file.json`, or `-` for stdin.
+        /// The definition: `@file.json`, `-` for stdin, or inline JSON (not for
+        /// secrets: an inline argument shows in `ps` and the shell history).
         definition: String,
         #[command(flatten)]
         remote: Remote,

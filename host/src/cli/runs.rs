@@ -80,9 +80,14 @@ impl RunsCommand {
                 let client = remote.client()?;
                 let input = read_json(input.as_deref(), "the input")?;
                 let started = client.start_run(&orchestration, input.as_ref()).await?;
-                match wait {
-                    true => print_json(&client.wait_run(&started.id, POLL).await?),
-                    false => print_json(&started),
+                if !wait {
+                    return print_json(&started);
+                }
+                loop {
+                    let run = client.wait_run(&started.id, POLL).await?;
+                    if !["pending", "running"].contains(&run.status.as_str()) {
+                        return print_json(&run);
+                    }
                 }
             }
             Self::Get { run, remote } => print_json(&remote.client()?.get_run(&run).await?),

@@ -88,7 +88,7 @@ impl Call<'_> {
             Err(FunctionsError::Invoke(InvokeError::Overloaded(_))) => ComputeResult::Overloaded,
             Err(FunctionsError::Invoke(error)) => {
                 let logs = redacted_logs(redactor, error.logs(), self.attempt);
-                let message = redactor.redact_cut(&error.to_string(), MESSAGE_TRUNCATED);
+                let message = redactor.redact_cut(&error.to_string(), &[LINE_TRUNCATED, MESSAGE_TRUNCATED]);
                 let code = match &error {
                     // A function chooses its code; one that holds a secret is replaced.
                     InvokeError::Function { code, .. } if redactor.is_match(code) => {
@@ -147,7 +147,7 @@ fn redacted_logs(redactor: &Redactor, logs: &[LogEntry], attempt: &Attempt) -> S
     let logs: Vec<LogEntry> = logs
         .iter()
         .map(|entry| {
-            let message = redactor.redact_cut(&entry.message, LINE_TRUNCATED);
+            let message = redactor.redact_cut(&entry.message, &[LINE_TRUNCATED]);
             tracing::debug!(
                 target: "trellis::function",
                 key = %attempt.idempotency_key,

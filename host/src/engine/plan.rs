@@ -154,7 +154,7 @@ impl RunState {
 /// Decides state changes for the runs of one definition version.
 pub struct Planner<'a> {
     pub definition: &'a Definition,
-    /// The worker, which holds the run while it is running.
+    /// The lease token of the claim, which holds the run while it is running.
     pub owner: &'a str,
     pub lease: TimeDelta,
 }
@@ -190,8 +190,8 @@ impl Planner<'_> {
             {
                 if record.attempts >= max_attempts(compute) + MAX_LOST_ATTEMPTS {
                     let message = format!(
-                        "step `{}` was started {} times without finishing: its worker stopped \
-                         during the call each time",
+                        "step `{}` made {} attempts, more than its retry budget plus {MAX_LOST_ATTEMPTS} \
+                         calls lost to workers that stopped during them",
                         compute.id, record.attempts
                     );
                     record.status = StepStatus::Failed;

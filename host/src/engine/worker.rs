@@ -8,10 +8,14 @@
 //! number and the same idempotency key. A worker that finds its commit refused (the
 //! run was cancelled or decided meanwhile, or its lease was taken over) drops the run.
 //!
-//! Waking: new runs and decisions signal at once (in-process, and through
-//! `LISTEN/NOTIFY` across processes on PostgreSQL); timers (delays, approval
-//! timeouts, retry backoffs, expired leases) are met by sleeping until the next
-//! `due_at`, with a slow poll as a safety net.
+//! Waking: new runs, decisions, runs parked for a delay or a retry, and released
+//! leases signal at once (in-process, and through `LISTEN/NOTIFY` across processes
+//! on PostgreSQL); their due times (the end of a delay, an approval timeout, a retry
+//! backoff, an expired lease) are met by sleeping until the next `due_at`, with a
+//! slow poll as a safety net.
+//!
+//! Stopping: a worker stops claiming, gives the runs it drives [`SHUTDOWN_GRACE`] to
+//! reach their next commit, then drops the rest and hands every run it holds back.
 
 use super::Engine;
 use super::compute::Call;
@@ -24,6 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+
+/// How long a stopping worker lets in-flight function calls finish, so a restart
+/// does not cost them an attempt.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -144,6 +152,14 @@ impl Worker {
                 _ = stopped.changed() => {}
             }
         }
+        if tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while runs.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(worker = %self.id, "runs still in progress after the grace period are handed back");
+        }
         runs.shutdown().await;
         match store.release_leases(&format!("{}#", self.id), now()).await {
             Ok(released) => tracing::info!(worker = %self.id, released, "worker stopped"),
@@ -175,7 +191,11 @@ impl Worker {
         if let Some(previous) = &claim.previous_owner {
             tracing::info!(run = %run.id, worker = %self.id, previous, "taking over a run whose lease expired");
         }
-        let mut committed = run.status;
+        let mut committed = Committed {
+            status: run.status,
+            current_step: run.current_step.clone(),
+            step_executions: run.step_executions,
+        };
         match self.advance(claim, &token, &mut committed).await {
             Ok(()) => {}
             // Left leased: it falls due again when the lease expires and is retried.
@@ -186,10 +206,10 @@ impl Worker {
             Err(Failure::Stuck { code, message }) => {
                 tracing::error!(run = %run.id, worker = %self.id, code, message, "a run cannot go on; failing it");
                 let transition = Transition {
-                    expected: committed,
+                    expected: committed.status,
                     status: RunStatus::Failed,
-                    current_step: run.current_step.clone(),
-                    step_executions: run.step_executions,
+                    current_step: committed.current_step,
+                    step_executions: committed.step_executions,
                     due_at: None,
                     lease_owner: None,
                     error: Some(run_error(code, &message, None)),
@@ -202,13 +222,13 @@ impl Worker {
         }
     }
 
-    /// Drives a claimed run as far as it goes now. `committed` tracks the status the
-    /// database holds, for the fence of a final failure.
+    /// Drives a claimed run as far as it goes now. `committed` tracks what the
+    /// database holds.
     async fn advance(
         &self,
         claim: ClaimedRun,
         token: &str,
-        committed: &mut RunStatus,
+        committed: &mut Committed,
     ) -> Result<(), Failure> {
         let engine = &self.engine;
         let run = &claim.run;
@@ -242,7 +262,11 @@ impl Worker {
                 tracing::debug!(run = %state.run.id, "run changed under this worker (cancelled, decided or taken over); leaving it");
                 return Ok(());
             }
-            *committed = transition.status;
+            *committed = Committed {
+                status: transition.status,
+                current_step: transition.current_step.clone(),
+                step_executions: transition.step_executions,
+            };
             let Next::Invoke(attempt) = next else {
                 return Ok(());
             };
@@ -292,8 +316,12 @@ impl Worker {
             tokio::select! {
                 result = &mut call => return Ok(Some(result)),
                 _ = renew.tick() => {
-                    if !self.engine.store.renew_lease(run_id, token, now() + self.lease()).await? {
-                        return Ok(None);
+                    // A failed renewal is tried again at the next tick: the lease has
+                    // two more thirds to run, and a call is not dropped for a hiccup.
+                    match self.engine.store.renew_lease(run_id, token, now() + self.lease()).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(None),
+                        Err(error) => tracing::warn!(run = %run_id, error = format!("{error:#}"), "renewing a lease failed"),
                     }
                 }
             }
@@ -303,6 +331,14 @@ impl Worker {
     fn lease(&self) -> TimeDelta {
         TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15))
     }
+}
+
+/// What the database holds of a run being driven, for the fence and content of a
+/// final failure.
+struct Committed {
+    status: RunStatus,
+    current_step: Option<String>,
+    step_executions: i64,
 }
 
 /// Why a run could not be driven further.

@@ -76,6 +76,11 @@ struct Collected {
     dropped_bytes: u64,
     partial_stdout: Vec<u8>,
     partial_stderr: Vec<u8>,
+    /// The stream's current line was cut at the cap: the rest of it, up to the next
+    /// newline, is dropped rather than becoming an entry of its own (which would
+    /// carry the end of whatever the cut split, a secret's included).
+    skipping_stdout: bool,
+    skipping_stderr: bool,
 }
 
 impl LogCollector {
@@ -91,6 +96,16 @@ impl LogCollector {
 
     fn write_stream(&self, source: Source, bytes: &[u8]) {
         let mut collected = self.lock();
+        let mut bytes = bytes;
+        if *collected.skipping(source) {
+            match bytes.iter().position(|&b| b == b'\n') {
+                None => return,
+                Some(newline) => {
+                    bytes = &bytes[newline + 1..];
+                    *collected.skipping(source) = false;
+                }
+            }
+        }
         let mut pending = std::mem::take(collected.partial(source));
         pending.extend_from_slice(bytes);
         let mut rest = pending.as_slice();
@@ -102,6 +117,7 @@ impl LogCollector {
         if rest.len() > MAX_LINE_BYTES {
             collected.push_line(source, rest);
             rest = &[];
+            *collected.skipping(source) = true;
         }
         *collected.partial(source) = rest.to_vec();
     }
@@ -139,6 +155,13 @@ impl LogCollector {
 }
 
 impl Collected {
+    fn skipping(&mut self, source: Source) -> &mut bool {
+        match source {
+            Source::Stderr => &mut self.skipping_stderr,
+            _ => &mut self.skipping_stdout,
+        }
+    }
+
     fn partial(&mut self, source: Source) -> &mut Vec<u8> {
         match source {
             Source::Stderr => &mut self.partial_stderr,
@@ -269,6 +292,24 @@ impl tokio::io::AsyncWrite for CapturedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_of_a_cut_line_is_dropped_not_logged_on_its_own() {
+        let logs = LogCollector::default();
+        logs.write_stream(Source::Stdout, &vec![b'a'; MAX_LINE_BYTES + 10]);
+        logs.write_stream(Source::Stdout, b"secret-tail still the same line");
+        logs.write_stream(Source::Stdout, b" and more\nnext line\n");
+        let entries = logs.finish();
+        let messages: Vec<_> = entries.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages.len(),
+            2,
+            "{:?}",
+            messages.iter().map(|m| m.len()).collect::<Vec<_>>()
+        );
+        assert!(messages[0].ends_with(LINE_TRUNCATED));
+        assert_eq!(messages[1], "next line");
+    }
 
     #[test]
     fn stdout_is_split_into_lines_in_order_with_log_entries() {

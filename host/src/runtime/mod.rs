@@ -521,7 +521,10 @@ fn classify_failure(
         // memory, a bad resource handle, a WASI call refused. Its fault, not ours.
         None => {
             let mut reason = format!("{error:#}");
-            reason.truncate(reason.floor_char_boundary(1024));
+            if reason.len() > 1024 {
+                reason.truncate(reason.floor_char_boundary(1024));
+                reason.push_str(MESSAGE_TRUNCATED);
+            }
             InvokeError::Trapped { reason, logs }
         }
     }

@@ -21,6 +21,9 @@ use zeroize::{Zeroize, Zeroizing};
 /// output would mangle ordinary text and hide nothing worth hiding.
 pub const MIN_SECRET_BYTES: usize = 4;
 
+/// Shortest line of a multi-line value matched on its own.
+const MIN_LINE_BYTES: usize = 8;
+
 /// Shortest base64 run matched for a value embedded in a larger base64 text (see
 /// [`base64_forms`]): 8 characters are 48 bits, which ordinary text or an unrelated
 /// blob matches by chance about once in 2^48 positions.
@@ -72,9 +75,11 @@ impl Redactor {
             }
             // A multi-line value (a PEM key) printed to stdout reaches the logs one
             // line per entry: each line is a value of its own.
+            // Lines are trimmed, and short ones skipped: a pretty-printed JSON secret
+            // has lines such as `},` that would otherwise mask ordinary output.
             if value.contains('\n') {
-                for line in value.lines().map(|line| line.trim_end_matches('\r')) {
-                    if line.len() >= MIN_SECRET_BYTES {
+                for line in value.lines().map(str::trim) {
+                    if line.len() >= MIN_LINE_BYTES {
                         forms(line, &mut patterns);
                     }
                 }
@@ -158,26 +163,36 @@ impl Redactor {
         Cow::Owned(out)
     }
 
-    /// As [`Redactor::redact_str`], for text that was cut short and ends with
-    /// `marker`: a value cut in two by the cut no longer matches, so the tail that
-    /// could hold its beginning (as long as the longest pattern, less one byte) is
-    /// masked as well.
-    pub fn redact_cut(&self, text: &str, marker: &str) -> String {
-        let (body, longest) = match (&self.matcher, text.strip_suffix(marker)) {
-            (Matcher::Patterns { longest, .. }, Some(body)) => (body, *longest),
-            _ => return self.redact_str(text).into_owned(),
+    /// As [`Redactor::redact_str`], for text with cuts in it: each of `markers`
+    /// follows text that was cut short, and a value cut in two by the cut no longer
+    /// matches, so the tail before each marker that could hold its beginning (as long
+    /// as the longest pattern, less one byte) is masked as well.
+    pub fn redact_cut(&self, text: &str, markers: &[&str]) -> String {
+        let Matcher::Patterns { longest, .. } = &self.matcher else {
+            return self.redact_str(text).into_owned();
         };
-        let mut body = self.redact_str(body).into_owned();
-        let mut keep = body.len().saturating_sub(longest.saturating_sub(1));
-        while !body.is_char_boundary(keep) {
-            keep -= 1;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        loop {
+            let next = markers
+                .iter()
+                .filter_map(|marker| rest.find(marker).map(|at| (at, *marker)))
+                .min_by_key(|(at, _)| *at);
+            let Some((at, marker)) = next else {
+                out.push_str(&self.redact_str(rest));
+                return out;
+            };
+            let mut cut = self.redact_str(&rest[..at]).into_owned();
+            let mut keep = cut.len().saturating_sub(longest.saturating_sub(1));
+            while !cut.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            cut.truncate(keep);
+            cut.push_str(MASK);
+            out.push_str(&cut);
+            out.push_str(marker);
+            rest = &rest[at + marker.len()..];
         }
-        if !body[keep..].ends_with(MASK) {
-            body.truncate(keep);
-            body.push_str(MASK);
-        }
-        body.push_str(marker);
-        body
     }
 
     /// Walks a JSON value and redacts every string, object keys too. A number whose
@@ -443,14 +458,21 @@ mod tests {
         let token = SecretString::new("tok-0123456789abcdef".into());
         let redactor = Redactor::new([&token]);
         let cut = format!("{} tok-01234 …[line truncated]", "prefix ".repeat(20));
-        let redacted = redactor.redact_cut(&cut, " …[line truncated]");
+        let redacted = redactor.redact_cut(&cut, &[" …[line truncated]"]);
         assert!(!redacted.contains("tok-0"), "{redacted}");
         // Only the tail that could hold a value's start goes.
         assert!(redacted.starts_with(&"prefix ".repeat(10)), "{redacted}");
         assert!(redacted.ends_with("******** …[line truncated]"), "{redacted}");
+        // A cut inside a longer text (a panic message quoted in a trap reason).
+        let quoted = format!("trap ({} tok-01234 …[line truncated])", "prefix ".repeat(20));
+        let redacted = redactor.redact_cut(&quoted, &[" …[line truncated]"]);
+        assert!(
+            !redacted.contains("tok-0") && redacted.ends_with("******** …[line truncated])"),
+            "{redacted}"
+        );
         // Text that was not cut is redacted as usual.
         assert_eq!(
-            redactor.redact_cut("a tok-0123456789abcdef b", " …[line truncated]"),
+            redactor.redact_cut("a tok-0123456789abcdef b", &[" …[line truncated]"]),
             "a ******** b"
         );
     }

@@ -4,9 +4,9 @@
 //! meanwhile) writes nothing; API writes (approve, reject, cancel) are conditional on
 //! the run's status, so they and workers never overwrite each other.
 //!
-//! Wake-ups: a change that gives workers something to do (a new run, a decision)
-//! signals [`Signals::work`]; a run that stops (finished, or waiting on a human)
-//! signals [`Signals::settled`]. On PostgreSQL the signal crosses processes through
+//! Wake-ups: a change that gives workers something to do (a new run, a decision, a
+//! run parked for a delay or a retry, released leases) signals [`Signals::work`]; a
+//! run that stops (finished, or waiting on a human) signals [`Signals::settled`]. On PostgreSQL the signal crosses processes through
 //! `NOTIFY trellis_runs` once a node calls [`Store::listen_for_runs`].
 
 use super::{Store, dispatch};

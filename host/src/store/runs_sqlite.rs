@@ -100,58 +100,28 @@ impl RunBackend for SqliteStore {
     /// time. The fence's outcome comes back from `SELECT changes()` right after the
     /// fenced `UPDATE`, and each step record is written only if the statement before
     /// it changed a row, so a refused transition writes nothing.
+    ///
+    /// The batch opens and commits its transaction itself, so it runs on a task of
+    /// its own: a caller dropped midway (a worker shutting down) must not leave a
+    /// transaction open on a pooled connection.
     async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
-        {
-            let _writer = self.writer.lock().await;
-            count_transaction();
-            let mut connection = self.pool.acquire().await.context("acquiring a connection")?;
-            let mut query = sqlx::query(apply_sql(transition.steps.len()))
-                .bind(run_id)
-                .bind(owner)
-                .bind(transition.status.as_str())
-                .bind(&transition.current_step)
-                .bind(transition.step_executions)
-                .bind(transition.due_at.map(timestamp))
-                .bind(&transition.lease_owner)
-                .bind(&transition.error)
-                .bind(timestamp(super::now()))
-                .bind(transition.expected.as_str());
-            for step in &transition.steps {
-                query = query
-                    .bind(&step.step_id)
-                    .bind(step.execution)
-                    .bind(step.status.as_str())
-                    .bind(step.attempts)
-                    .bind(&step.output)
-                    .bind(&step.error)
-                    .bind(&step.logs)
-                    .bind(step.started_at.map(timestamp))
-                    .bind(step.finished_at.map(timestamp));
+        let (pool, writer) = (self.pool.clone(), self.writer.clone());
+        let (run_id, owner, owned) = (run_id.to_owned(), owner.to_owned(), transition.clone());
+        let applied = tokio::spawn(async move {
+            let _writer = writer.lock().await;
+            apply_batch(&pool, &run_id, &owner, &owned).await
+        })
+        .await
+        .context("the task applying a transition failed")??;
+        if applied {
+            if transition.status != RunStatus::Running {
+                self.signals.settled();
             }
-            // `fetch_all`, not `fetch_one`: the batch runs only as far as it is read.
-            let fenced: i64 = match query.fetch_all(&mut *connection).await {
-                Ok(rows) => rows
-                    .first()
-                    .context("no fence row")?
-                    .try_get(0)
-                    .context("reading the fence")?,
-                Err(error) => {
-                    // A statement failed midway: end the transaction it opened.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                    return Err(error).context("applying a transition");
-                }
-            };
-            if fenced == 0 {
-                return Ok(false);
+            if transition.parks_running() {
+                self.signals.work();
             }
         }
-        if transition.status != RunStatus::Running {
-            self.signals.settled();
-        }
-        if transition.parks_running() {
-            self.signals.work();
-        }
-        Ok(true)
+        Ok(applied)
     }
 
     async fn renew_lease(&self, run_id: &str, owner: &str, until: DateTime<Utc>) -> Result<bool> {
@@ -333,44 +303,100 @@ async fn select_steps<'e>(db: impl SqliteExecutor<'e>, run_id: &str) -> Result<V
     .context("reading step records")
 }
 
-/// The batch [`SqliteStore::apply`] sends for `steps` step records: `$1`–`$10` are
-/// the run's fields, then nine per step record. Built once per count and kept.
-fn apply_sql(steps: usize) -> &'static str {
-    static CACHE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    while cache.len() <= steps {
-        let mut sql = String::from(
-            "BEGIN IMMEDIATE; \
-             UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
-             lease_owner = $7, error = $8, updated_at = $9 \
-             WHERE id = $1 AND lease_owner = $2 AND status = $10; \
-             SELECT changes();",
-        );
-        for i in 0..cache.len() {
-            let p = |k: usize| format!("${}", 11 + i * 9 + k);
-            sql.push_str(&format!(
-                " INSERT INTO run_steps (run_id, {columns}) \
-                 SELECT $1, {}, {}, {}, {}, {}, {}, {}, {}, {} WHERE changes() = 1 \
-                 ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
-                 status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
-                 error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
-                 finished_at = excluded.finished_at;",
-                p(0),
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                columns = step_columns!(),
-            ));
+/// One [`SqliteStore::apply`] batch; the caller holds the writer turn.
+async fn apply_batch(
+    pool: &sqlx::SqlitePool,
+    run_id: &str,
+    owner: &str,
+    transition: &Transition,
+) -> Result<bool> {
+    count_transaction();
+    let mut connection = pool.acquire().await.context("acquiring a connection")?;
+    let sql = apply_sql(transition.steps.len());
+    let mut query = sqlx::query(&sql)
+        .bind(run_id)
+        .bind(owner)
+        .bind(transition.status.as_str())
+        .bind(&transition.current_step)
+        .bind(transition.step_executions)
+        .bind(transition.due_at.map(timestamp))
+        .bind(&transition.lease_owner)
+        .bind(&transition.error)
+        .bind(timestamp(super::now()))
+        .bind(transition.expected.as_str());
+    for step in &transition.steps {
+        query = query
+            .bind(&step.step_id)
+            .bind(step.execution)
+            .bind(step.status.as_str())
+            .bind(step.attempts)
+            .bind(&step.output)
+            .bind(&step.error)
+            .bind(&step.logs)
+            .bind(step.started_at.map(timestamp))
+            .bind(step.finished_at.map(timestamp));
+    }
+    // `fetch_all`, not `fetch_one`: the batch runs only as far as it is read.
+    let fenced: i64 = match query.fetch_all(&mut *connection).await {
+        Ok(rows) => rows
+            .first()
+            .context("no fence row")?
+            .try_get(0)
+            .context("reading the fence")?,
+        Err(error) => {
+            // A statement failed midway: end the transaction it opened, or, failing
+            // that, the connection.
+            if sqlx::query("ROLLBACK").execute(&mut *connection).await.is_err() {
+                connection.close_on_drop();
+            }
+            return Err(error).context("applying a transition");
         }
-        sql.push_str(" COMMIT;");
-        cache.push(Box::leak(sql.into_boxed_str()));
+    };
+    Ok(fenced == 1)
+}
+
+/// The batch for `steps` step records: `$1`–`$10` are the run's fields, then nine per
+/// step record. Built once per count.
+fn apply_sql(steps: usize) -> std::sync::Arc<str> {
+    static CACHE: std::sync::Mutex<Vec<Option<std::sync::Arc<str>>>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cache.len() <= steps {
+        cache.resize(steps + 1, None);
     }
     cache[steps]
+        .get_or_insert_with(|| {
+            let mut sql = String::from(
+                "BEGIN IMMEDIATE; \
+                 UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
+                 lease_owner = $7, error = $8, updated_at = $9 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = $10; \
+                 SELECT changes();",
+            );
+            for i in 0..steps {
+                let p = |k: usize| format!("${}", 11 + i * 9 + k);
+                sql.push_str(&format!(
+                    " INSERT INTO run_steps (run_id, {columns}) \
+                     SELECT $1, {}, {}, {}, {}, {}, {}, {}, {}, {} WHERE changes() = 1 \
+                     ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
+                     status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
+                     error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
+                     finished_at = excluded.finished_at;",
+                    p(0),
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    columns = step_columns!(),
+                ));
+            }
+            sql.push_str(" COMMIT;");
+            sql.into()
+        })
+        .clone()
 }
 
 async fn not_waiting<'e>(db: impl SqliteExecutor<'e>, run_id: &str) -> Result<DecideOutcome> {
