@@ -28,6 +28,7 @@ on_both_backends!(
     caps_stop_loops_and_oversized_outputs,
     without_workers_runs_wait_for_one,
     a_step_longer_than_the_lease_keeps_it,
+    a_multi_line_secret_printed_line_by_line_is_masked,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -39,7 +40,7 @@ async fn start(backend: Backend) -> TestServer {
 async fn start_with(backend: Backend, options: Options) -> TestServer {
     logs::capture();
     let server = TestServer::start_with(backend, options).await;
-    for function in ["echo", "digest", "flaky", "huge-output"] {
+    for function in ["echo", "digest", "flaky", "huge-output", "log-flood"] {
         server
             .client
             .upload_function(function, component(function))
@@ -766,4 +767,36 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     assert_eq!(run.status, "completed", "{run:#?}");
     // Renewed every third of a second: no other worker took the step over.
     assert_eq!(step(&run, "slow").attempts, 1);
+}
+
+async fn a_multi_line_secret_printed_line_by_line_is_masked(backend: Backend) {
+    let server = start(backend).await;
+    let lines = [
+        secret("-----BEGIN PRIVATE KEY----- "),
+        secret("MIIEvQIBADANBgkq"),
+        secret("-----END PRIVATE KEY----- "),
+    ];
+    let pem = lines.join("\r\n");
+    let run = run_to_end(
+        &server,
+        json!([{ "id": "printer", "type": "compute", "functionId": "log-flood",
+                 "params": { "count": 1, "stdoutBytes": 0 },
+                 "encryptedParams": { "print": { "value": pem, "encrypt": true } } }]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run.status, "completed", "{run:#?}");
+    let logs = step(&run, "printer").logs.clone().expect("logs");
+    let printed: Vec<&str> = logs
+        .iter()
+        .filter(|entry| entry.source == "stdout")
+        .map(|entry| entry.message.as_str())
+        .collect();
+    assert_eq!(
+        printed, ["********"; 3],
+        "each line of the key was printed and masked"
+    );
+    let secrets: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_nowhere(&raw_run(&server, &run.id).await, &secrets, "the run record");
+    assert_nowhere(&logs::captured(), &secrets, "the debug log");
 }

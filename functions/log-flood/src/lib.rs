@@ -1,4 +1,5 @@
-//! Shows the log cap: floods the log import, stdout and stderr, then returns `{ "done": true }`.
+//! Shows the log cap: prints `print`, floods the log import, stdout and stderr, then
+//! returns `{ "done": true }`.
 
 use std::io::Write;
 
@@ -13,6 +14,9 @@ struct Params {
     count: u64,
     #[serde(default = "one_mib")]
     stdout_bytes: usize,
+    /// Printed to stdout first, as is (a multi-line value arrives line by line).
+    #[serde(default)]
+    print: String,
 }
 
 fn default_count() -> u64 {
@@ -27,9 +31,13 @@ fn one_mib() -> usize {
 const FILLER: &str =
     "the quick brown fox jumps over the lazy dog while the five boxing wizards jump quickly...";
 
-/// Writes `count` log lines of 100 bytes, then `stdoutBytes` to each of stdout and stderr.
+/// Prints `print`, writes `count` log lines of 100 bytes, then `stdoutBytes` to each
+/// of stdout and stderr.
 #[trellis_guest::function]
 fn log_flood(params: Params) -> Result<Value, Error> {
+    if !params.print.is_empty() {
+        println!("{}", params.print);
+    }
     for line in 0..params.count {
         log::info!("{line:>10} {FILLER}");
     }
