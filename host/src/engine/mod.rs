@@ -123,7 +123,7 @@ impl Runs {
             updated_at: now,
         };
         store.create_run(&run).await?;
-        self.view(run, Vec::new()).await
+        Ok(view::summary(run)?)
     }
 
     pub async fn get(&self, run_id: &str) -> Result<RunView> {
