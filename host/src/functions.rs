@@ -273,19 +273,13 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 /// Outbound HTTP is enforced in a later release; until then the setting is only
-/// validated and stored, so configurations written now keep working.
+/// validated (by the rules that will enforce it, `runtime::outbound`) and stored, so
+/// configurations written now keep working.
 fn check_allowed_host(entry: &str) -> Result<()> {
-    let valid = match entry.split_once("://") {
-        Some(("http" | "https", rest)) => !rest.is_empty() && !rest.contains('/'),
-        Some(_) => false,
-        None => entry.starts_with("*.") && entry.len() > 2 && !entry.contains('/'),
-    };
-    match valid {
-        true => Ok(()),
-        false => Err(FunctionsError::InvalidSettings(format!(
-            "allowedHosts entry `{entry}` must look like `https://api.github.com`, `http://127.0.0.1:8099` or `*.example.com`"
-        ))),
-    }
+    entry
+        .parse::<crate::runtime::outbound::AllowEntry>()
+        .map(drop)
+        .map_err(FunctionsError::InvalidSettings)
 }
 
 pub fn limits(settings: &FunctionSettings) -> Limits {

@@ -5,6 +5,7 @@
 mod artifacts;
 mod engine;
 pub mod logs;
+pub mod outbound;
 mod sandbox;
 mod scratch;
 
