@@ -127,13 +127,41 @@ impl RunBackend for PostgresStore {
         Ok(claimed)
     }
 
+    /// The engine's hot path, one transaction per step, as one statement (one round
+    /// trip): the fenced `UPDATE`, the step records (written only if the fence held,
+    /// as they join its result) and the notifications, in data-modifying CTEs, which
+    /// PostgreSQL runs in one snapshot and commits together. (`notified` is a plain
+    /// `SELECT`, which runs only if referenced: the final `SELECT` counts it.)
     async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
         count_transaction();
-        let mut tx = self.pool.begin().await.context("beginning transaction")?;
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
-             lease_owner = $7, error = $8, updated_at = $9 \
-             WHERE id = $1 AND lease_owner = $2 AND status = $10",
+        let settled = transition.status != RunStatus::Running;
+        let mut payloads = Vec::new();
+        if settled {
+            payloads.push("settled");
+        }
+        if transition.parks_running() {
+            payloads.push("work");
+        }
+        let steps = &transition.steps;
+        let applied: i64 = sqlx::query_scalar(
+            "WITH updated AS ( \
+                 UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
+                 lease_owner = $7, error = $8, updated_at = $9 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = $10 RETURNING id), \
+             written AS ( \
+                 INSERT INTO run_steps (run_id, step_id, execution, status, attempts, output, error, \
+                 logs, started_at, finished_at) \
+                 SELECT updated.id, step.* FROM updated, UNNEST($11::text[], $12::bigint[], \
+                 $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
+                 $18::timestamptz[], $19::timestamptz[]) AS step \
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
+                 status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
+                 error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at RETURNING 1), \
+             notified AS ( \
+                 SELECT pg_notify('trellis_runs', payload) FROM updated, UNNEST($20::text[]) AS payload) \
+             SELECT (SELECT count(*) FROM updated) \
+                 + 0 * (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM notified)",
         )
         .bind(run_id)
         .bind(owner)
@@ -145,22 +173,22 @@ impl RunBackend for PostgresStore {
         .bind(&transition.error)
         .bind(super::now())
         .bind(transition.expected.as_str())
-        .execute(&mut *tx)
+        .bind(steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.execution).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.attempts).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.output.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.error.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.logs.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.started_at).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.finished_at).collect::<Vec<_>>())
+        .bind(&payloads)
+        .fetch_one(&self.pool)
         .await
-        .context("updating a run")?
-        .rows_affected();
-        if updated == 0 {
+        .context("applying a transition")?;
+        if applied == 0 {
             return Ok(false);
         }
-        upsert_steps(&mut *tx, run_id, &transition.steps).await?;
-        let settled = transition.status != RunStatus::Running;
-        if settled {
-            notify(&mut *tx, "settled").await?;
-        }
-        if transition.parks_running() {
-            notify(&mut *tx, "work").await?;
-        }
-        tx.commit().await.context("committing")?;
         if settled {
             self.signals.settled();
         }
@@ -385,36 +413,5 @@ async fn notify<'e>(db: impl PgExecutor<'e>, payload: &str) -> Result<()> {
         .execute(db)
         .await
         .context("notifying workers")?;
-    Ok(())
-}
-
-/// All of a transition's step records in one statement (one round trip).
-async fn upsert_steps<'e>(db: impl PgExecutor<'e>, run_id: &str, steps: &[StepRecord]) -> Result<()> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO run_steps (run_id, step_id, execution, status, attempts, output, error, logs, \
-         started_at, finished_at) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
-         $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
-         ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
-         status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
-         error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
-         finished_at = excluded.finished_at",
-    )
-    .bind(run_id)
-    .bind(steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.execution).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.attempts).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.output.as_deref()).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.error.as_deref()).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.logs.as_deref()).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.started_at).collect::<Vec<_>>())
-    .bind(steps.iter().map(|s| s.finished_at).collect::<Vec<_>>())
-    .execute(db)
-    .await
-    .context("writing step records")?;
     Ok(())
 }
