@@ -3,8 +3,8 @@
 #   1. latency of a 3-step compute run (POST …/runs → completed), SQLite and PostgreSQL,
 #      one in-process worker (`trellis serve`);
 #   2. one run of 100 sequential compute steps, SQLite;
-#   3. throughput of 3-step runs on PostgreSQL with the API node serving only and two
-#      `trellis worker` processes.
+#   3. latency and throughput of 3-step runs on PostgreSQL with the API node serving
+#      only and two `trellis worker` processes.
 # Usage: scripts/bench-runs.sh [runs for latency, default 500] [runs for throughput,
 # default 5000]. PostgreSQL: TRELLIS_BENCH_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres); a database is created and dropped.
@@ -69,4 +69,7 @@ for i in 1 2; do
     2>>"$data/worker-$i.log" &
   pids+=($!)
 done
+# Latency across processes: the workers learn of each run, and the API of its end,
+# through LISTEN/NOTIFY.
+"$load" latency "$url" "$token" 3 "$latency_runs"
 "$load" throughput "$url" "$token" 3 "$throughput_runs" 64 "$pg_url"
