@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod http;
 mod invocation;
 pub mod log;
 

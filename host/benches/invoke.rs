@@ -44,6 +44,7 @@ fn invoke_echo(c: &mut Criterion) {
         timeout: Duration::from_secs(30),
         memory_limit_bytes: 128 << 20,
         scratch_dir: false,
+        allowed_hosts: Default::default(),
     };
     let invocation = Invocation {
         function_id: "echo".into(),

@@ -287,6 +287,12 @@ pub fn limits(settings: &FunctionSettings) -> Limits {
         timeout: Duration::from_millis(settings.timeout_ms.into()),
         memory_limit_bytes: (settings.memory_limit_mb as usize) << 20,
         scratch_dir: settings.scratch_dir,
+        // Validated when set, so every stored entry parses.
+        allowed_hosts: settings
+            .allowed_hosts
+            .iter()
+            .filter_map(|entry| entry.parse().ok())
+            .collect(),
     }
 }
 

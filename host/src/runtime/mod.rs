@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod engine;
+pub mod http;
 pub mod logs;
 pub mod outbound;
 mod sandbox;
@@ -65,6 +66,8 @@ pub struct Limits {
     pub timeout: Duration,
     pub memory_limit_bytes: usize,
     pub scratch_dir: bool,
+    /// Where the function may send HTTP requests; empty: nowhere.
+    pub allowed_hosts: std::sync::Arc<[outbound::AllowEntry]>,
 }
 
 /// The invocation facts handed to the function outside its triggerParams.
@@ -212,6 +215,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         bindings::Function::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
             .map_err(anyhow::Error::from)
             .context("linking the trellis:function imports")?;
@@ -350,10 +356,16 @@ impl Runtime {
             true => Some(ScratchDir::create(&inner.config.scratch_root)?),
             false => None,
         };
-        let mut store = Store::new(&inner.engine, Sandbox::new(limits.memory_limit_bytes, scratch)?);
-        store.limiter(|sandbox| &mut sandbox.limiter);
         let started = Instant::now();
         let deadline = started + limits.timeout;
+        let sandbox = Sandbox::new(
+            limits.memory_limit_bytes,
+            scratch,
+            limits.allowed_hosts.clone(),
+            tokio::time::Instant::from_std(deadline),
+        )?;
+        let mut store = Store::new(&inner.engine, sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(1);
         let mut ticks = 0u64;
         store.epoch_deadline_callback(move |sandbox| {

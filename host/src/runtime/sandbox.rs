@@ -2,13 +2,16 @@
 //! memory limiter, the log collector and the optional scratch directory. A fresh
 //! `Sandbox` is built for every call and dropped after it; nothing carries over.
 
+use super::http::OutboundHooks;
 use super::logs::{Level, LogCollector, Source};
+use super::outbound::AllowEntry;
 use super::scratch::ScratchDir;
 use crate::runtime::bindings::trellis::function::log;
 use anyhow::Result;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Where the scratch directory appears inside the guest.
 pub const SCRATCH_GUEST_PATH: &str = "/scratch";
@@ -16,6 +19,8 @@ pub const SCRATCH_GUEST_PATH: &str = "/scratch";
 pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: OutboundHooks,
     pub limiter: MemoryLimiter,
     pub logs: LogCollector,
     pub scratch: Option<ScratchDir>,
@@ -24,7 +29,12 @@ pub struct Sandbox {
 impl Sandbox {
     /// No environment, no arguments, no preopened directory but the optional scratch,
     /// no sockets, stdin closed; stdout and stderr go into the log collector.
-    pub fn new(memory_limit_bytes: usize, scratch: Option<ScratchDir>) -> Result<Self> {
+    pub fn new(
+        memory_limit_bytes: usize,
+        scratch: Option<ScratchDir>,
+        allowed_hosts: std::sync::Arc<[AllowEntry]>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Self> {
         let logs = LogCollector::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(logs.stream(Source::Stdout))
@@ -38,6 +48,8 @@ impl Sandbox {
         Ok(Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHooks::new(allowed_hosts, logs.clone(), deadline),
             limiter: MemoryLimiter::new(memory_limit_bytes),
             logs,
             scratch,
@@ -50,6 +62,17 @@ impl WasiView for Sandbox {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+/// Outbound requests go through [`OutboundHooks`], which enforces `allowedHosts`.
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -1,0 +1,205 @@
+//! Outbound HTTP for functions (`wasi:http/outgoing-handler`), sent by Trellis itself
+//! so that every request passes one check ([`super::outbound`]): the function's
+//! `allowedHosts`, addresses resolved and vetted here and then connected to directly
+//! (no second DNS lookup), no redirect followed, a cap on requests per invocation and
+//! on body sizes, and the invocation's deadline over all of it. A refused request is an
+//! error to the guest and a line in the function's own logs saying what would allow it.
+
+use super::logs::{Level, LogCollector, Source};
+use super::outbound::{self, AllowEntry, Host, Origin, Scheme};
+use http_body_util::{BodyExt, Limited};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Requests one invocation may send.
+pub const MAX_REQUESTS: u32 = 32;
+/// The largest request body a function may send.
+pub const MAX_REQUEST_BODY_BYTES: usize = 10 << 20;
+/// The largest response body a function may read.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 10 << 20;
+
+/// Per-invocation state of the hook.
+pub struct OutboundHooks {
+    allowed: Arc<[AllowEntry]>,
+    logs: LogCollector,
+    sent: u32,
+    deadline: tokio::time::Instant,
+}
+
+impl OutboundHooks {
+    pub fn new(allowed: Arc<[AllowEntry]>, logs: LogCollector, deadline: tokio::time::Instant) -> Self {
+        Self {
+            allowed,
+            logs,
+            sent: 0,
+            deadline,
+        }
+    }
+
+    /// The request's origin and the entry allowing it, or why it may not go.
+    fn admit(&mut self, request: &http::Request<WasiBody>) -> Result<(Origin, AllowEntry), String> {
+        self.sent += 1;
+        if self.sent > MAX_REQUESTS {
+            return Err(format!(
+                "outbound request refused: an invocation may send at most {MAX_REQUESTS} requests"
+            ));
+        }
+        let origin = origin_of(request.uri()).ok_or_else(|| {
+            format!(
+                "outbound request refused: `{}` is not an http(s) URL",
+                request.uri()
+            )
+        })?;
+        let entry = outbound::allowing(&self.allowed, &origin).map_err(|refusal| refusal.to_string())?;
+        Ok((origin, entry.clone()))
+    }
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ),
+                    Error,
+                >,
+            > + Send,
+    > {
+        let admitted = self.admit(&request);
+        let (logs, deadline) = (self.logs.clone(), self.deadline);
+        Box::new(async move {
+            let refuse = |message: String| {
+                logs.push(Level::Warn, Source::Host, message);
+                Err(Error::HttpRequestDenied)
+            };
+            let (origin, entry) = match admitted {
+                Ok(admitted) => admitted,
+                Err(message) => return refuse(message),
+            };
+            let addresses = match outbound::resolve(&origin, &entry).await {
+                Ok(addresses) => addresses,
+                Err(refusal) => return refuse(refusal.to_string()),
+            };
+            let response = tokio::time::timeout_at(deadline, send(&origin, &addresses, request))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)??;
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+fn origin_of(uri: &http::Uri) -> Option<Origin> {
+    let scheme = match uri.scheme_str()? {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => return None,
+    };
+    let text = format!("{}://{}", uri.scheme_str()?, uri.authority()?.as_str());
+    text.parse::<Origin>()
+        .ok()
+        .filter(|origin| origin.scheme == scheme)
+}
+
+/// Connects to the first reachable address, over TLS for https (the certificate is
+/// checked against the host name, or the address for a literal), and sends the
+/// request with HTTP/1.1. The response is handed back as is: redirects included.
+async fn send(
+    origin: &Origin,
+    addresses: &[SocketAddr],
+    mut request: http::Request<WasiBody>,
+) -> Result<http::Response<WasiBody>, Error> {
+    let mut last_error = None;
+    let mut stream = None;
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let stream = match (stream, last_error) {
+        (Some(stream), _) => stream,
+        (None, Some(error)) => return Err(Error::Connect(error)),
+        (None, None) => return Err(Error::DestinationNotFound),
+    };
+    // Only the path goes on the wire; the host travels in the `Host` header.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let request = request.map(|body| {
+        Limited::new(body, MAX_REQUEST_BODY_BYTES)
+            .map_err(|_| Error::HttpRequestBodySize(None))
+            .boxed_unsync()
+    });
+    let response = match origin.scheme {
+        Scheme::Http => exchange(TokioIo::new(stream), request).await?,
+        Scheme::Https => {
+            let name = match &origin.host {
+                Host::Name(name) => rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| Error::HttpRequestUriInvalid)?,
+                Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+            };
+            let tls = tls_connector().connect(name, stream).await.map_err(Error::Tls)?;
+            exchange(TokioIo::new(tls), request).await?
+        }
+    };
+    Ok(response.map(|body| {
+        Limited::new(body, MAX_RESPONSE_BODY_BYTES)
+            .map_err(|error| match error.downcast::<hyper::Error>() {
+                Ok(hyper) => Error::from(*hyper),
+                Err(_) => Error::HttpResponseBodySize(None),
+            })
+            .boxed_unsync()
+    }))
+}
+
+async fn exchange<S>(
+    io: TokioIo<S>,
+    request: http::Request<WasiBody>,
+) -> Result<http::Response<hyper::body::Incoming>, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    // The connection ends when the response body is dropped, at the latest with the
+    // invocation's store.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender.send_request(request).await?)
+}
+
+/// The public web PKI roots; one connector for the process.
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+            .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
+        .clone()
+}

@@ -1,0 +1,230 @@
+//! Outbound HTTP from functions (`wasi:http`) through the real server, against small
+//! HTTP servers on loopback: the allowlist (scheme, host and port; internal addresses
+//! only when named literally; `localhost` never), redirects handed back unfollowed,
+//! the per-invocation request cap, the deadline over a slow server, and the `Host`
+//! header on the wire.
+
+// In a test a panic is the failure report; the assertion messages carry the context.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use trellis_client::SettingsPatch;
+use trellis_tests::{Backend, TestServer, component, on_both_backends};
+
+on_both_backends!(
+    a_listed_address_is_reached_with_its_host_header,
+    unlisted_hosts_are_refused_with_the_setting_that_would_allow_them,
+    localhost_is_refused_even_when_listed,
+    redirects_come_back_unfollowed,
+    an_invocation_may_send_at_most_32_requests,
+    a_slow_server_is_cut_at_the_deadline,
+);
+
+/// A one-route HTTP/1.1 server that answers every request alike, after `delay`, and
+/// records each request's head.
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    async fn start(status: u16, headers: &[(&str, String)], body: &str, delay: Duration) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut response = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+        response.push_str("\r\n");
+        response.push_str(body);
+        let recorded = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (recorded, response) = (recorded.clone(), response.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match socket.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Upstream { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn start(backend: Backend, allowed: &[String], timeout_ms: Option<u32>) -> TestServer {
+    let server = TestServer::start(backend).await;
+    server
+        .client
+        .upload_function("fetch", component("fetch"))
+        .await
+        .unwrap();
+    let patch = SettingsPatch {
+        allowed_hosts: Some(allowed.to_vec()),
+        timeout_ms,
+        ..Default::default()
+    };
+    server
+        .client
+        .update_function_settings("fetch", &patch)
+        .await
+        .unwrap();
+    server
+}
+
+/// The function's output, or the error body (code, message, logs).
+async fn fetch(server: &TestServer, params: Value) -> Result<Value, Value> {
+    match server.client.invoke_function("fetch", &params).await {
+        Ok(result) => Ok(result.output),
+        Err(trellis_client::Error::Api { details, .. }) => Err(details),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+fn logs_text(error: &Value) -> String {
+    error["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn a_listed_address_is_reached_with_its_host_header(backend: Backend) {
+    let upstream = Upstream::start(200, &[("x-upstream", "yes".into())], "hello", Duration::ZERO).await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    let output = fetch(
+        &server,
+        json!({ "url": format!("{origin}/path?q=1"), "headers": { "x-test": "1" } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(output["status"], 200);
+    assert_eq!(output["body"], "hello");
+    assert_eq!(output["headers"]["x-upstream"], "yes");
+    let head = upstream.requests().pop().unwrap();
+    assert!(head.starts_with("GET /path?q=1 HTTP/1.1\r\n"), "{head}");
+    let host = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("host:"))
+        .unwrap_or_default();
+    assert_eq!(
+        host.to_ascii_lowercase(),
+        format!("host: 127.0.0.1:{}", upstream.port)
+    );
+    assert!(head.to_ascii_lowercase().contains("x-test: 1"), "{head}");
+}
+
+async fn unlisted_hosts_are_refused_with_the_setting_that_would_allow_them(backend: Backend) {
+    let upstream = Upstream::start(200, &[], "hello", Duration::ZERO).await;
+    // Listed: another port, and the right port over https. Neither is this origin.
+    let allowed = [
+        format!("http://127.0.0.1:{}", upstream.port + 1),
+        format!("https://127.0.0.1:{}", upstream.port),
+    ];
+    let server = start(backend, &allowed, None).await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let error = fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap_err();
+    assert_eq!(error["code"], "http_error");
+    let logs = logs_text(&error);
+    assert!(
+        logs.contains(&format!("add \"{origin}\" to allowedHosts")),
+        "{logs}"
+    );
+    assert!(upstream.requests().is_empty(), "nothing reached the server");
+}
+
+async fn localhost_is_refused_even_when_listed(backend: Backend) {
+    let upstream = Upstream::start(200, &[], "hello", Duration::ZERO).await;
+    let origin = format!("http://localhost:{}", upstream.port);
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    let error = fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap_err();
+    let logs = logs_text(&error);
+    assert!(logs.contains("which a host name may never reach"), "{logs}");
+    assert!(upstream.requests().is_empty());
+}
+
+async fn redirects_come_back_unfollowed(backend: Backend) {
+    let elsewhere = Upstream::start(200, &[], "followed", Duration::ZERO).await;
+    let location = format!("http://127.0.0.1:{}/", elsewhere.port);
+    let upstream = Upstream::start(302, &[("location", location.clone())], "", Duration::ZERO).await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    let output = fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap();
+    assert_eq!(output["status"], 302);
+    assert_eq!(output["headers"]["location"], location.as_str());
+    assert!(elsewhere.requests().is_empty(), "the redirect was not followed");
+}
+
+async fn an_invocation_may_send_at_most_32_requests(backend: Backend) {
+    let upstream = Upstream::start(200, &[], "ok", Duration::ZERO).await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    let output = fetch(&server, json!({ "url": format!("{origin}/"), "times": 32 }))
+        .await
+        .unwrap();
+    assert_eq!(output["status"], 200);
+    let error = fetch(&server, json!({ "url": format!("{origin}/"), "times": 33 }))
+        .await
+        .unwrap_err();
+    assert!(
+        error["message"].as_str().unwrap().contains("request 33"),
+        "{error}"
+    );
+    assert!(logs_text(&error).contains("at most 32 requests"), "{error}");
+    assert_eq!(upstream.requests().len(), 64, "32 from each invocation");
+}
+
+async fn a_slow_server_is_cut_at_the_deadline(backend: Backend) {
+    let upstream = Upstream::start(200, &[], "late", Duration::from_secs(10)).await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let server = start(backend, std::slice::from_ref(&origin), Some(500)).await;
+    let started = Instant::now();
+    let error = fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        ["function_timeout", "http_error"].contains(&error["code"].as_str().unwrap()),
+        "{error}"
+    );
+}
