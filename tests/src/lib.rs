@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod logs;
+pub mod mock_github;
 pub mod search;
 pub mod server;
 
