@@ -94,10 +94,11 @@ impl Request {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, HttpError> {
+        // Messages never quote the URL: its query may hold a token.
         let (scheme, rest) = self
             .url
             .split_once("://")
-            .ok_or_else(|| HttpError::new(format!("`{}` is not an absolute URL", self.url)))?;
+            .ok_or_else(|| HttpError::new("the URL is not absolute (scheme://host/path)"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -107,6 +108,11 @@ impl Request {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/"),
         };
+        if authority.contains('@') {
+            return Err(HttpError::new(
+                "the URL has user info (user:password@host); send credentials in a header instead",
+            ));
+        }
         let path = if path.starts_with('?') {
             format!("/{path}")
         } else {
@@ -125,7 +131,7 @@ impl Request {
             "OPTIONS" => Method::Options,
             other => Method::Other(other.to_owned()),
         };
-        let invalid = |what: &str| HttpError::new(format!("invalid {what} in `{}`", self.url));
+        let invalid = |what: &str| HttpError::new(format!("invalid {what} in the URL"));
         request.set_method(&method).map_err(|()| invalid("method"))?;
         request
             .set_scheme(Some(&scheme))
@@ -141,7 +147,9 @@ impl Request {
             .map_err(|()| HttpError::new("the request body was taken twice"))?;
         let pending = outgoing_handler::handle(request, None).map_err(failed)?;
         // Written after `handle`, so a body larger than the host's buffer streams out.
-        {
+        // If the host refused the request or could not connect, writing fails: the
+        // response then says why, and that is what is reported.
+        let written = (|| {
             let stream = outgoing
                 .write()
                 .map_err(|()| HttpError::new("the request body stream was taken twice"))?;
@@ -150,9 +158,16 @@ impl Request {
                     .blocking_write_and_flush(chunk)
                     .map_err(|e| HttpError::new(format!("sending the body: {e:?}")))?;
             }
-        }
-        OutgoingBody::finish(outgoing, None).map_err(failed)?;
+            drop(stream);
+            OutgoingBody::finish(outgoing, None).map_err(failed)
+        })();
         pending.subscribe().block();
+        if let Err(error) = written {
+            return match pending.get() {
+                Some(Ok(Err(code))) => Err(failed(code)),
+                _ => Err(error),
+            };
+        }
         let response = match pending.get() {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(code))) => return Err(failed(code)),

@@ -153,15 +153,22 @@ async fn unlisted_hosts_are_refused_with_the_setting_that_would_allow_them(backe
     ];
     let server = start(backend, &allowed, None).await;
     let origin = format!("http://127.0.0.1:{}", upstream.port);
-    let error = fetch(&server, json!({ "url": format!("{origin}/") }))
-        .await
-        .unwrap_err();
-    assert_eq!(error["code"], "http_error");
-    let logs = logs_text(&error);
-    assert!(
-        logs.contains(&format!("add \"{origin}\" to allowedHosts")),
-        "{logs}"
-    );
+    // With and without a body: the refusal is what the function reports either way.
+    for body in ["", "payload"] {
+        let params = json!({ "url": format!("{origin}/?token=abc"), "method": "POST", "body": body });
+        let error = fetch(&server, params).await.unwrap_err();
+        assert_eq!(error["code"], "http_error");
+        assert!(
+            error["message"].as_str().unwrap().contains("allowedHosts"),
+            "{error}"
+        );
+        let logs = logs_text(&error);
+        assert!(
+            logs.contains(&format!("add \"{origin}\" to allowedHosts")),
+            "{logs}"
+        );
+        assert!(!logs.contains("token=abc"), "the URL is not quoted: {logs}");
+    }
     assert!(upstream.requests().is_empty(), "nothing reached the server");
 }
 

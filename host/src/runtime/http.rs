@@ -20,6 +20,8 @@ pub const MAX_REQUESTS: u32 = 32;
 pub const MAX_REQUEST_BODY_BYTES: usize = 10 << 20;
 /// The largest response body a function may read.
 pub const MAX_RESPONSE_BODY_BYTES: usize = 10 << 20;
+/// How long one address may take to accept a connection before the next is tried.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Per-invocation state of the hook.
 pub struct OutboundHooks {
@@ -39,22 +41,30 @@ impl OutboundHooks {
         }
     }
 
-    /// The request's origin and the entry allowing it, or why it may not go.
-    fn admit(&mut self, request: &http::Request<WasiBody>) -> Result<(Origin, AllowEntry), String> {
+    /// The request's origin and the entry allowing it. A refusal is logged here, at
+    /// once, so the line is there even if the guest never waits for the answer.
+    fn admit(&mut self, request: &http::Request<WasiBody>) -> Option<(Origin, AllowEntry)> {
         self.sent += 1;
-        if self.sent > MAX_REQUESTS {
-            return Err(format!(
+        let admitted = if self.sent > MAX_REQUESTS {
+            Err(format!(
                 "outbound request refused: an invocation may send at most {MAX_REQUESTS} requests"
-            ));
-        }
-        let origin = origin_of(request.uri()).ok_or_else(|| {
-            format!(
-                "outbound request refused: `{}` is not an http(s) URL",
-                request.uri()
-            )
-        })?;
-        let entry = outbound::allowing(&self.allowed, &origin).map_err(|refusal| refusal.to_string())?;
-        Ok((origin, entry.clone()))
+            ))
+        } else {
+            // The URL itself is never quoted: its user info or query may hold a token.
+            origin_of(request.uri())
+                .ok_or_else(|| {
+                    "outbound request refused: the URL is not http(s) to a plain host name or address \
+                     (no user info, no numeric shorthand)"
+                        .to_owned()
+                })
+                .and_then(|origin| match outbound::allowing(&self.allowed, &origin) {
+                    Ok(entry) => Ok((origin, entry.clone())),
+                    Err(refusal) => Err(refusal.to_string()),
+                })
+        };
+        admitted
+            .map_err(|message| self.logs.push(Level::Warn, Source::Host, message))
+            .ok()
     }
 }
 
@@ -78,17 +88,18 @@ impl WasiHttpHooks for OutboundHooks {
         let admitted = self.admit(&request);
         let (logs, deadline) = (self.logs.clone(), self.deadline);
         Box::new(async move {
-            let refuse = |message: String| {
-                logs.push(Level::Warn, Source::Host, message);
-                Err(Error::HttpRequestDenied)
+            let Some((origin, entry)) = admitted else {
+                return Err(Error::HttpRequestDenied);
             };
-            let (origin, entry) = match admitted {
-                Ok(admitted) => admitted,
-                Err(message) => return refuse(message),
-            };
-            let addresses = match outbound::resolve(&origin, &entry).await {
+            let resolved = tokio::time::timeout_at(deadline, outbound::resolve(&origin, &entry))
+                .await
+                .map_err(|_| Error::DnsTimeout)?;
+            let addresses = match resolved {
                 Ok(addresses) => addresses,
-                Err(refusal) => return refuse(refusal.to_string()),
+                Err(refusal) => {
+                    logs.push(Level::Warn, Source::Host, refusal.to_string());
+                    return Err(Error::HttpRequestDenied);
+                }
             };
             let response = tokio::time::timeout_at(deadline, send(&origin, &addresses, request))
                 .await
@@ -122,25 +133,28 @@ async fn send(
     let mut last_error = None;
     let mut stream = None;
     for address in addresses {
-        match TcpStream::connect(address).await {
-            Ok(connected) => {
+        // An address that drops packets must not use up the whole deadline.
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+            Ok(Ok(connected)) => {
                 stream = Some(connected);
                 break;
             }
-            Err(error) => last_error = Some(error),
+            Ok(Err(error)) => last_error = Some(Error::Connect(error)),
+            Err(_) => last_error = Some(Error::ConnectionTimeout),
         }
     }
     let stream = match (stream, last_error) {
         (Some(stream), _) => stream,
-        (None, Some(error)) => return Err(Error::Connect(error)),
+        (None, Some(error)) => return Err(error),
         (None, None) => return Err(Error::DestinationNotFound),
     };
-    // Only the path goes on the wire; the host travels in the `Host` header.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // Only the path goes on the wire; the host travels in the `Host` header. WASI
+    // allows a path of just `?query`.
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = match path.starts_with('/') {
+        true => path.to_owned(),
+        false => format!("/{path}"),
+    };
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
     let request = request.map(|body| {
         Limited::new(body, MAX_REQUEST_BODY_BYTES)

@@ -58,7 +58,14 @@ impl Host {
             return Some(Host::Ip(IpAddr::V4(v4)));
         }
         let name = text.to_ascii_lowercase();
-        let valid = !name.is_empty()
+        // `127.1`, `2130706433` or `0x7f.1` would reach a resolver that reads them as
+        // IPv4 addresses: write addresses in dotted-quad form instead.
+        let numeric = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"));
+        let valid = !numeric
+            && !name.is_empty()
             && name.len() <= 253
             && name.split('.').all(|label| {
                 !label.is_empty()
@@ -117,9 +124,10 @@ impl FromStr for Origin {
         }
         // A port follows the last `:` outside brackets.
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') && (!host.starts_with('[') || host.ends_with(']')) => {
-                (host, Some(port.parse::<u16>().map_err(|_| invalid())?))
-            }
+            Some((host, port)) if !port.contains(']') && (!host.starts_with('[') || host.ends_with(']')) => (
+                host,
+                Some(port.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(invalid)?),
+            ),
             _ => (rest, None),
         };
         let host = Host::parse(host).ok_or_else(invalid)?;
@@ -254,26 +262,52 @@ pub async fn resolve(origin: &Origin, entry: &AllowEntry) -> Result<Vec<SocketAd
     }
 }
 
-/// Loopback, private, link-local (metadata services live at 169.254.169.254),
-/// unique-local, unspecified, and the IPv4 forms embedded in IPv6.
+/// Anything but global unicast: loopback, private, link-local (metadata services
+/// live at 169.254.169.254), shared (CGNAT, where some clouds put theirs),
+/// unspecified, broadcast, multicast, reserved, benchmarking and documentation
+/// ranges; for IPv6 also unique-local, site-local and Teredo, and the IPv4 address
+/// inside IPv4-mapped, IPv4-compatible, NAT64 and 6to4 addresses is checked as such.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0 // 0.0.0.0/8
+                || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10, shared address space
+                || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24, protocol assignments
+                || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || a >= 240 // 240.0.0.0/4, reserved
         }
         IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // fc00::/7, unique local
-                || (first & 0xffc0) == 0xfe80 // fe80::/10, link local
+            match segments {
+                // IPv4-compatible ::a.b.c.d (and :: and ::1 themselves).
+                [0, 0, 0, 0, 0, 0, high, low] => {
+                    v6.is_loopback() || v6.is_unspecified() || is_internal(IpAddr::V4(embedded(high, low)))
+                }
+                // NAT64 64:ff9b::a.b.c.d reaches the IPv4 address through a translator.
+                [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_internal(IpAddr::V4(embedded(high, low))),
+                [0x64, 0xff9b, 1, ..] => true, // 64:ff9b:1::/48, local-use NAT64
+                // 6to4 2002:a.b.c.d::/48.
+                [0x2002, high, low, ..] => is_internal(IpAddr::V4(embedded(high, low))),
+                [0x2001, 0, ..] => true,     // Teredo
+                [0x2001, 0xdb8, ..] => true, // documentation
+                [first, ..] => {
+                    (first & 0xfe00) == 0xfc00 // fc00::/7, unique local
+                        || (first & 0xffc0) == 0xfe80 // fe80::/10, link local
+                        || (first & 0xffc0) == 0xfec0 // fec0::/10, site local
+                        || (first & 0xff00) == 0xff00 // multicast
+                }
+            }
         }
     }
 }
