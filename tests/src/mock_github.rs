@@ -42,6 +42,11 @@ struct Mock {
 
 impl MockGitHub {
     pub async fn start(app_id: &str, installation_id: &str) -> MockGitHub {
+        Self::start_on("127.0.0.1:0", app_id, installation_id).await
+    }
+
+    /// As [`MockGitHub::start`], on a given address (`127.0.0.1:8099`).
+    pub async fn start_on(address: &str, app_id: &str, installation_id: &str) -> MockGitHub {
         let mock = Mock {
             app_id: app_id.into(),
             installation_id: installation_id.into(),
@@ -53,9 +58,9 @@ impl MockGitHub {
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .route("/orgs/{org}/repos", post(create_repo))
             .with_state(mock);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(address)
             .await
-            .expect("binding the mock");
+            .unwrap_or_else(|error| panic!("binding the mock GitHub to {address}: {error}"));
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         MockGitHub { url, token, calls }

@@ -128,25 +128,13 @@ async fn the_function_creates_a_repository_as_the_app(backend: Backend) {
 async fn the_announced_orchestration_provisions_a_repository(backend: Backend) {
     let github = MockGitHub::start(APP_ID, INSTALLATION_ID).await;
     let server = start(backend, &github).await;
-    let orchestration = server
-        .client
-        .create_orchestration(&json!({
-            "name": "Provision Repo",
-            "steps": [
-                { "id": "evaluate", "type": "compute", "functionId": "evaluate-request" },
-                { "id": "approve", "type": "approval", "message": "Create it?" },
-                { "id": "provision-repo", "type": "compute", "functionId": "create-github-repo",
-                  "params": { "org": "{{ input.org }}", "name": "{{ input.name }}", "GITHUB_API_URL": github.url },
-                  "encryptedParams": {
-                      "GITHUB_PRIVATE_KEY": { "value": PRIVATE_KEY_PKCS1, "encrypt": true },
-                      "GITHUB_APP_ID": { "value": APP_ID, "encrypt": true },
-                      "GITHUB_INSTALLATION_ID": { "value": INSTALLATION_ID, "encrypt": false }
-                  } }
-            ]
-        }))
-        .await
-        .unwrap()
-        .id;
+    // The example the README walks through, with the test key and this mock's address.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/provision-repo.json");
+    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let provision = &mut definition["steps"][2];
+    provision["encryptedParams"]["GITHUB_PRIVATE_KEY"]["value"] = json!(PRIVATE_KEY_PKCS1);
+    provision["params"]["GITHUB_API_URL"] = json!(github.url);
+    let orchestration = server.client.create_orchestration(&definition).await.unwrap().id;
     let input = json!({ "org": "acme", "name": "payments-api", "private": true });
     let run = server
         .client
