@@ -2,7 +2,8 @@
 //! `cargo run --release -p trellis-tests --example outbound_overhead [calls]`.
 //!
 //! A loopback HTTP server answers `GET /` with `ok`. Measured, one at a time:
-//! - native: a reqwest `GET` on a fresh connection (as each invocation opens one);
+//! - native: the same `GET` on a fresh connection (as each invocation opens one),
+//!   with hyper's HTTP/1 client (the stack Trellis sends with) and with reqwest;
 //! - function: an in-process invocation of `fetch` making that `GET` (a fresh sandbox,
 //!   the allowlist check, the connection, the response read back into the guest);
 //! - and, to split the two, an invocation of `echo` (the sandbox alone).
@@ -58,10 +59,15 @@ async fn main() {
         .build()
         .unwrap();
 
+    let address: std::net::SocketAddr = origin.trim_start_matches("http://").parse().unwrap();
+    let mut hyper_times = Vec::new();
     let mut native_times = Vec::new();
     let mut fetch_times = Vec::new();
     let mut echo_times = Vec::new();
     for round in 0..calls + 100 {
+        let started = Instant::now();
+        assert_eq!(hyper_get(address).await, "ok");
+        let hyper_time = started.elapsed();
         let started = Instant::now();
         let body = native
             .get(format!("{origin}/"))
@@ -81,6 +87,7 @@ async fn main() {
         functions.invoke(&invocation("echo"), "{}").await.unwrap();
         let echo_time = started.elapsed();
         if round >= 100 {
+            hyper_times.push(hyper_time);
             native_times.push(native_time);
             fetch_times.push(fetch_time);
             echo_times.push(echo_time);
@@ -90,19 +97,39 @@ async fn main() {
         times.sort();
         times[times.len() / 2]
     };
-    let (native, fetch, echo) = (
+    let (hyper, native, fetch, echo) = (
+        p50(&mut hyper_times),
         p50(&mut native_times),
         p50(&mut fetch_times),
         p50(&mut echo_times),
     );
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "{calls} calls, p50: native GET {:.0} µs; function making the GET {:.0} µs ({:.1}x); \
-         the sandbox alone (echo) {:.0} µs, so the outbound path adds {:.0} µs over native",
+        "{calls} calls, p50: native GET {:.0} µs with hyper, {:.0} µs with reqwest; a function making \
+         the GET {:.0} µs ({:.2}x hyper, {:.2}x reqwest); the sandbox alone (echo) {:.0} µs",
+        us(hyper),
         us(native),
         us(fetch),
+        us(fetch) / us(hyper),
         us(fetch) / us(native),
         us(echo),
-        us(fetch) - us(echo) - us(native),
     );
+}
+
+/// `GET /` on a fresh connection with hyper's HTTP/1 client.
+async fn hyper_get(address: std::net::SocketAddr) -> String {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/")
+        .header("host", address.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
 }
