@@ -27,8 +27,9 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasip2::io::streams::StreamError;
 
-/// A request being built; [`Request::send`] sends it.
-#[derive(Debug, Clone)]
+/// A request being built; [`Request::send`] sends it. `Debug` shows no header value
+/// and no body: they carry credentials.
+#[derive(Clone)]
 pub struct Request {
     method: String,
     url: String,
@@ -59,6 +60,32 @@ pub fn patch(url: &str) -> Request {
 /// `DELETE url`.
 pub fn delete(url: &str) -> Request {
     Request::new("DELETE", url)
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl Request {
@@ -204,8 +231,9 @@ impl Request {
     }
 }
 
-/// A whole response.
-#[derive(Debug, Clone)]
+/// A whole response. `Debug` shows the status and header names only: a body or a
+/// header may carry a token.
+#[derive(Clone)]
 pub struct Response {
     /// The status code; a redirect arrives as is.
     pub status: u16,

@@ -122,7 +122,8 @@ async fn create_repo(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    let route = "repos";
+    // The route records what was asked for privacy, so tests see the default.
+    let route = &format!("repos private={}", body["private"]);
     let issued = mock.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if issued.is_none() || bearer(&headers) != issued {
         return answer(

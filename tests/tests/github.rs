@@ -84,9 +84,15 @@ async fn the_function_creates_a_repository_as_the_app(backend: Backend) {
         );
         assert_nowhere(&shown, &key_lines(), "the output and logs");
     }
+    // `private` defaults to true.
     assert_eq!(
         github.calls(),
-        ["access_tokens 201", "repos 201", "access_tokens 201", "repos 201"]
+        [
+            "access_tokens 201",
+            "repos private=true 201",
+            "access_tokens 201",
+            "repos private=true 201"
+        ]
     );
 
     let with = |name: &str, value: Value| {
@@ -105,6 +111,11 @@ async fn the_function_creates_a_repository_as_the_app(backend: Backend) {
         (with("GITHUB_APP_ID", json!("999")), "github_unauthorized"),
         (with("GITHUB_INSTALLATION_ID", json!(1)), "github_not_found"),
         (with("name", json!("exists")), "github_unprocessable"),
+        (with("org", json!("acme/../app")), "invalid_params"),
+        (
+            with("GITHUB_INSTALLATION_ID", json!("987/../1")),
+            "invalid_params",
+        ),
     ] {
         let error = server
             .client

@@ -79,11 +79,23 @@ struct Repository {
 #[trellis_guest::function]
 fn create_github_repo(params: Params) -> Result<Created, Error> {
     let api = params.api_url.trim_end_matches('/');
+    // Both go into URL paths: nothing but what GitHub allows may change the route.
+    let org_ok = !params.org.is_empty()
+        && params.org.len() <= 39
+        && params.org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !org_ok {
+        return Err(Error::invalid_params(
+            "org must be 1 to 39 letters, digits or hyphens",
+        ));
+    }
+    let installation_id = params.installation_id.text();
+    if installation_id.is_empty() || !installation_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid_params("GITHUB_INSTALLATION_ID must be a number"));
+    }
     let jwt = app_jwt(&params.app_id.text(), &params.private_key, now()?)?;
     log::info!("exchanging the app JWT for an installation token");
     let response = http::post(&format!(
-        "{api}/app/installations/{}/access_tokens",
-        params.installation_id.text()
+        "{api}/app/installations/{installation_id}/access_tokens"
     ))
     .header("authorization", &format!("Bearer {jwt}"))
     .header("accept", "application/vnd.github+json")
@@ -116,7 +128,9 @@ fn create_github_repo(params: Params) -> Result<Created, Error> {
 fn github_error(what: &str, status: u16) -> Error {
     let meaning = match status {
         401 => "the app's credentials were refused (check GITHUB_APP_ID and GITHUB_PRIVATE_KEY)",
-        403 => "the app lacks the permission (it needs Administration: write on the organization)",
+        403 => {
+            "forbidden: the app lacks a permission it needs here (creating repositories needs Administration: write), or GitHub is rate limiting it"
+        }
         404 => "not found (check the installation id and the organization)",
         422 => "GitHub refused the request (a repository of that name may already exist)",
         _ => "unexpected answer",
@@ -157,7 +171,9 @@ fn app_jwt(app_id: &str, pem: &str, now: u64) -> Result<String, Error> {
     let claims =
         URL_SAFE_NO_PAD.encode(json!({ "iat": now - 60, "exp": now + 540, "iss": app_id }).to_string());
     let signing_input = format!("{header}.{claims}");
-    let signature = SigningKey::<Sha256>::new(key).sign(signing_input.as_bytes());
+    let signature = SigningKey::<Sha256>::new(key)
+        .try_sign(signing_input.as_bytes())
+        .map_err(|_| Error::invalid_params("GITHUB_PRIVATE_KEY is too small to sign with RS256"))?;
     Ok(format!(
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature.to_bytes())
