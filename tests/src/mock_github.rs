@@ -1,7 +1,8 @@
 //! A mock of the two GitHub endpoints the `create-github-repo` function calls, on
 //! loopback. It checks what GitHub would: the app JWT's RS256 signature against the
 //! app's public key and its claims (`iss`, `iat`, `exp`), then the installation token
-//! on the repository call.
+//! on the repository call. The organization `forbidden` answers 403, as GitHub does
+//! when the app lacks a permission; the repository name `exists` answers 422.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -131,6 +132,14 @@ async fn create_repo(
             route,
             StatusCode::UNAUTHORIZED,
             json!({ "message": "Bad credentials" }),
+        );
+    }
+    if org == "forbidden" {
+        return answer(
+            &mock,
+            route,
+            StatusCode::FORBIDDEN,
+            json!({ "message": "Resource not accessible by integration" }),
         );
     }
     let name = body["name"].as_str().unwrap_or_default();

@@ -111,6 +111,7 @@ async fn the_function_creates_a_repository_as_the_app(backend: Backend) {
         (with("GITHUB_APP_ID", json!("999")), "github_unauthorized"),
         (with("GITHUB_INSTALLATION_ID", json!(1)), "github_not_found"),
         (with("name", json!("exists")), "github_unprocessable"),
+        (with("org", json!("forbidden")), "github_forbidden"),
         (with("org", json!("acme/../app")), "invalid_params"),
         (
             with("GITHUB_INSTALLATION_ID", json!("987/../1")),
