@@ -1,42 +1,76 @@
 //! Typed async client for the Trellis REST API (v1).
 //!
+//! The request and response types are the server's own ([`trellis_types`], re-exported
+//! here), so a definition built with the typed builder is exactly what the server
+//! parses:
+//!
 //! ```no_run
+//! use trellis_client::{ApprovalStep, Client, ComputeStep, Definition, RunStatus};
 //! # async fn demo() -> Result<(), trellis_client::Error> {
-//! let client = trellis_client::Client::new("http://127.0.0.1:8080", "trl_…");
-//! let bytes = std::fs::read("echo.wasm").expect("a component");
-//! client.upload_function("echo", bytes).await?;
-//! let result = client.invoke_function("echo", &serde_json::json!({ "hello": "world" })).await?;
-//! assert_eq!(result.output["hello"], "world");
+//! let client = Client::new("http://127.0.0.1:8080", "trl_…");
+//! let definition = Definition::new("Provision repo")
+//!     .step(ComputeStep::new("evaluate-request").id("evaluate"))
+//!     .step(ApprovalStep::new("Create it?").id("approve"))
+//!     .step(
+//!         ComputeStep::new("create-github-repo")
+//!             .id("provision")
+//!             .secret("GITHUB_APP_ID", "12345"),
+//!     );
+//! let orchestration = client.create_orchestration(&definition).await?;
+//! let run = client
+//!     .start_run(&orchestration.id, Some(&serde_json::json!({ "org": "acme" })))
+//!     .await?;
+//! let run = client.wait_run(&run.id, std::time::Duration::from_secs(30)).await?;
+//! assert_eq!(run.status, RunStatus::Waiting);
+//! client.approve_step(&run.id, "approve", Some("ok")).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Every request has a timeout (30 s unless [`Client::with_timeout`] says otherwise);
+//! errors carry the API's status and code ([`Error::Api`]).
 #![deny(missing_docs)]
 
-use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
+
+pub use trellis_types::*;
 
 /// What can go wrong talking to Trellis.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with an error body `{ "error": { code, message } }`.
-    #[error("{status}: {code}: {message}")]
+    #[error("{code}: {message} (HTTP {status})")]
     Api {
         /// HTTP status.
         status: u16,
-        /// Stable machine-readable code, e.g. `function_not_found`.
+        /// Stable machine-readable code, e.g. `orchestration_not_found`.
         code: String,
         /// Human-readable explanation.
         message: String,
         /// The whole `error` object (invocation failures add `retryable` and `logs`).
         details: Value,
     },
-    /// The request did not complete (connection refused, timeout, …).
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    /// No answer: nothing listens at the URL, or the connection broke.
+    #[error("cannot reach Trellis at {url}: is `trellis serve` running there? ({reason})")]
+    Unreachable {
+        /// The server's base URL.
+        url: String,
+        /// The underlying cause, e.g. `Connection refused (os error 111)`.
+        reason: String,
+    },
+    /// The server did not answer within the request's timeout.
+    #[error("Trellis at {url} did not answer within {after:?}")]
+    Timeout {
+        /// The server's base URL.
+        url: String,
+        /// The timeout that passed.
+        after: Duration,
+    },
     /// The server answered with something that is not the documented shape.
-    #[error("unexpected response ({status}): {message}")]
+    #[error("unexpected response (HTTP {status}): {message}")]
     Unexpected {
         /// HTTP status.
         status: u16,
@@ -45,185 +79,48 @@ pub enum Error {
     },
 }
 
-/// Per-function settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionSettings {
-    /// Wall-clock deadline per invocation (default 30000, max 300000).
-    pub timeout_ms: u32,
-    /// Linear memory cap (default 128, max 4096).
-    pub memory_limit_mb: u32,
-    /// Outbound HTTP destinations.
-    pub allowed_hosts: Vec<String>,
-    /// Whether the function gets an empty scratch directory at `/scratch`.
-    pub scratch_dir: bool,
-}
+impl Error {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Unexpected { status, .. } => Some(*status),
+            Error::Unreachable { .. } | Error::Timeout { .. } => None,
+        }
+    }
 
-/// A partial settings update: `None` fields keep their value.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SettingsPatch {
-    /// New deadline.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u32>,
-    /// New memory cap.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_limit_mb: Option<u32>,
-    /// New outbound allowlist (replaces the old one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_hosts: Option<Vec<String>>,
-    /// Turn the scratch directory on or off.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scratch_dir: Option<bool>,
-}
-
-/// A stored function (without its bytes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Function {
-    /// The functionId.
-    pub id: String,
-    /// 1 on creation, +1 whenever different bytes are uploaded.
-    pub version: i64,
-    /// Lowercase hex SHA-256 of the component.
-    pub sha256: String,
-    /// Component size.
-    pub size_bytes: i64,
-    /// First upload.
-    pub created_at: DateTime<Utc>,
-    /// Last change of bytes or settings.
-    pub updated_at: DateTime<Utc>,
-    /// How it runs.
-    pub settings: FunctionSettings,
-}
-
-/// One entry a function logged or printed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// `trace`, `debug`, `info`, `warn` or `error`.
-    pub level: String,
-    /// `log`, `stdout`, `stderr` or `host`.
-    pub source: String,
-    /// The text.
-    pub message: String,
-}
-
-/// A successful invocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvokeResult {
-    /// The function's JSON output.
-    pub output: Value,
-    /// What it logged, in order (capped; a `host` entry says when cut).
-    pub logs: Vec<LogEntry>,
-    /// Time inside the sandbox, in milliseconds.
-    pub duration_ms: f64,
-}
-
-/// An orchestration as the API returns it: every secret in `encryptedParams` reads
-/// back as `{ "value": "********", "encrypted": true }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Orchestration {
-    /// Server-assigned id.
-    pub id: String,
-    /// 1 on creation, +1 on every update.
-    pub version: i64,
-    /// Display name.
-    pub name: String,
-    /// Optional description.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// The steps, as JSON (`compute`, `approval`, `decision`, `delay`).
-    pub steps: Vec<Value>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last update.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A run of an orchestration version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Run {
-    /// Server-assigned run id.
-    pub id: String,
-    /// The orchestration it runs.
-    pub orchestration_id: String,
-    /// The definition version it executes, fixed at start.
-    pub orchestration_version: i64,
-    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
-    pub status: String,
-    /// The run's input object.
-    pub input: Value,
-    /// Every step of the definition, in order (absent in lists).
-    #[serde(default)]
-    pub steps: Option<Vec<RunStep>>,
-    /// The step the run is at, or where it stopped.
-    #[serde(default)]
-    pub current_step_id: Option<String>,
-    /// `{ code, message, stepId? }` when the run failed or was cancelled.
-    pub error: Option<Value>,
-    /// When it started.
-    pub created_at: DateTime<Utc>,
-    /// Its last state change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Run {
-    /// The record of step `id`.
-    pub fn step(&self, id: &str) -> Option<&RunStep> {
-        self.steps.as_ref()?.iter().find(|step| step.id == id)
+    /// The API's error code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
     }
 }
 
-/// One step of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunStep {
-    /// The step's id in the definition.
-    pub id: String,
-    /// `compute`, `approval`, `decision` or `delay`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `pending`, `running`, `waiting`, `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
-    /// Function calls so far (1 for other step types once entered).
-    pub attempts: i64,
-    /// The step's output, redacted: a function's JSON, an approval's decision, a
-    /// decision's chosen branch.
-    pub output: Option<Value>,
-    /// `{ code, message, retryable }` of the latest failed attempt.
-    pub error: Option<Value>,
-    /// A compute step's function logs from its latest attempt.
-    #[serde(default)]
-    pub logs: Option<Vec<LogEntry>>,
-    /// When the step was entered.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub finished_at: Option<DateTime<Utc>>,
+/// Which runs [`Client::list_runs`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunFilter {
+    /// Only runs in this status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// How many, newest first (server default 100, at most 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
-/// What starting a run returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StartedRun {
-    /// The new run's id.
-    pub id: String,
-    /// `pending` until a worker takes it.
-    pub status: String,
-}
+/// How long a request may take unless [`Client::with_timeout`] changes it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
-}
+/// The longest the server holds a waiting `GET /v1/runs/{id}?waitMs=`.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// A connection to one Trellis server. Cheap to clone.
+/// A connection to one Trellis server. Cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
     token: String,
+    timeout: Duration,
 }
 
 /// The token is a credential: never printed.
@@ -232,6 +129,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base_url", &self.base_url)
             .field("token", &"********")
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -257,13 +155,79 @@ impl Client {
             http: reqwest::Client::new(),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token: token.into(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same client with another per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same server and connection pool, acting with another token.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}/v1{path}", self.base_url))
             .bearer_auth(&self.token)
+            .timeout(self.timeout)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
+        let response = self.respond(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        serde_json::from_slice(&bytes).map_err(|error| Error::Unexpected {
+            status,
+            message: error.to_string(),
+        })
+    }
+
+    /// Sends a request whose success has no body (204).
+    async fn send_empty(&self, request: RequestBuilder) -> Result<(), Error> {
+        self.respond(request).await.map(drop)
+    }
+
+    /// The response if it is a success, else the API's error.
+    async fn respond(&self, request: RequestBuilder) -> Result<reqwest::Response, Error> {
+        let response = request.send().await.map_err(|error| self.transport(error))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        Err(api_error(status, &bytes))
+    }
+
+    fn transport(&self, error: reqwest::Error) -> Error {
+        if error.is_timeout() {
+            return Error::Timeout {
+                url: self.base_url.clone(),
+                after: self.timeout,
+            };
+        }
+        // The innermost cause says what happened ("Connection refused"); the outer
+        // layers only repeat the URL.
+        let mut cause: &dyn std::error::Error = &error;
+        while let Some(source) = cause.source() {
+            cause = source;
+        }
+        Error::Unreachable {
+            url: self.base_url.clone(),
+            reason: cause.to_string(),
+        }
     }
 
     /// Uploads (or replaces) a component under `id`.
@@ -272,24 +236,24 @@ impl Client {
             .request(Method::PUT, &format!("/functions/{}", segment(id)))
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(component);
-        send(request).await
+        self.send(request).await
     }
 
     /// Every function, sorted by id.
     pub async fn list_functions(&self) -> Result<Vec<Function>, Error> {
-        Ok(send::<List<Function>>(self.request(Method::GET, "/functions"))
-            .await?
-            .data)
+        let list: List<Function> = self.send(self.request(Method::GET, "/functions")).await?;
+        Ok(list.data)
     }
 
     /// One function's record.
     pub async fn get_function(&self, id: &str) -> Result<Function, Error> {
-        send(self.request(Method::GET, &format!("/functions/{}", segment(id)))).await
+        self.send(self.request(Method::GET, &format!("/functions/{}", segment(id))))
+            .await
     }
 
     /// Changes some settings, keeping the others.
     pub async fn update_function_settings(&self, id: &str, patch: &SettingsPatch) -> Result<Function, Error> {
-        send(
+        self.send(
             self.request(Method::PATCH, &format!("/functions/{}", segment(id)))
                 .json(patch),
         )
@@ -298,28 +262,37 @@ impl Client {
 
     /// Deletes a function.
     pub async fn delete_function(&self, id: &str) -> Result<(), Error> {
-        let response = self
-            .request(Method::DELETE, &format!("/functions/{}", segment(id)))
-            .send()
-            .await?;
-        match response.status() {
-            StatusCode::NO_CONTENT => Ok(()),
-            _ => Err(api_error(response).await),
-        }
+        self.send_empty(self.request(Method::DELETE, &format!("/functions/{}", segment(id))))
+            .await
     }
 
-    /// Creates an orchestration from `{ name, description?, steps }`. Secrets go in a
-    /// compute step's `encryptedParams` as `{ "value": "…", "encrypt": true }`; they
-    /// are encrypted before they reach the database and come back masked.
-    pub async fn create_orchestration(&self, definition: &Value) -> Result<Orchestration, Error> {
-        send(self.request(Method::POST, "/orchestrations").json(definition)).await
+    /// Invokes a function with `params` as its triggerParams (a JSON object).
+    pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
+        self.send(
+            self.request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
+                .json(params),
+        )
+        .await
+    }
+
+    /// Creates an orchestration from a [`Definition`] (or the same JSON). Secrets go in
+    /// a compute step's `encryptedParams` ([`ComputeStep::secret`]); they are encrypted
+    /// before they reach the database and come back masked. Steps without an id get
+    /// one, returned in the result.
+    pub async fn create_orchestration(&self, definition: &impl Serialize) -> Result<Orchestration, Error> {
+        self.send(self.request(Method::POST, "/orchestrations").json(definition))
+            .await
     }
 
     /// Replaces an orchestration (full replace, `version` + 1). Send a secret back as
-    /// read, `{ "value": "********", "encrypted": true }`, to keep it; omit it to
-    /// remove it.
-    pub async fn update_orchestration(&self, id: &str, definition: &Value) -> Result<Orchestration, Error> {
-        send(
+    /// read ([`ParamEntry::masked`], [`ComputeStep::keep_secret`]) to keep it; omit it
+    /// to remove it.
+    pub async fn update_orchestration(
+        &self,
+        id: &str,
+        definition: &impl Serialize,
+    ) -> Result<Orchestration, Error> {
+        self.send(
             self.request(Method::PUT, &format!("/orchestrations/{}", segment(id)))
                 .json(definition),
         )
@@ -328,28 +301,20 @@ impl Client {
 
     /// One orchestration, masked.
     pub async fn get_orchestration(&self, id: &str) -> Result<Orchestration, Error> {
-        send(self.request(Method::GET, &format!("/orchestrations/{}", segment(id)))).await
+        self.send(self.request(Method::GET, &format!("/orchestrations/{}", segment(id))))
+            .await
     }
 
     /// Every orchestration, masked.
     pub async fn list_orchestrations(&self) -> Result<Vec<Orchestration>, Error> {
-        Ok(
-            send::<List<Orchestration>>(self.request(Method::GET, "/orchestrations"))
-                .await?
-                .data,
-        )
+        let list: List<Orchestration> = self.send(self.request(Method::GET, "/orchestrations")).await?;
+        Ok(list.data)
     }
 
-    /// Deletes an orchestration.
+    /// Deletes an orchestration (its runs go on).
     pub async fn delete_orchestration(&self, id: &str) -> Result<(), Error> {
-        let response = self
-            .request(Method::DELETE, &format!("/orchestrations/{}", segment(id)))
-            .send()
-            .await?;
-        match response.status() {
-            StatusCode::NO_CONTENT => Ok(()),
-            _ => Err(api_error(response).await),
-        }
+        self.send_empty(self.request(Method::DELETE, &format!("/orchestrations/{}", segment(id))))
+            .await
     }
 
     /// Starts a run of the orchestration's current version with `input` (a JSON
@@ -359,11 +324,10 @@ impl Client {
         orchestration_id: &str,
         input: Option<&Value>,
     ) -> Result<StartedRun, Error> {
-        let body = match input {
-            Some(input) => serde_json::json!({ "input": input }),
-            None => serde_json::json!({}),
+        let body = StartRun {
+            input: input.cloned(),
         };
-        send(
+        self.send(
             self.request(
                 Method::POST,
                 &format!("/orchestrations/{}/runs", segment(orchestration_id)),
@@ -375,27 +339,34 @@ impl Client {
 
     /// A run with every step.
     pub async fn get_run(&self, run_id: &str) -> Result<Run, Error> {
-        send(self.request(Method::GET, &format!("/runs/{}", segment(run_id)))).await
+        self.send(self.request(Method::GET, &format!("/runs/{}", segment(run_id))))
+            .await
     }
 
     /// The run once it is no longer pending or running (finished, or waiting on an
-    /// approval), or as it is after `wait` (at most 60 s).
-    pub async fn wait_run(&self, run_id: &str, wait: std::time::Duration) -> Result<Run, Error> {
-        send(self.request(
-            Method::GET,
-            &format!("/runs/{}?waitMs={}", segment(run_id), wait.as_millis()),
-        ))
-        .await
+    /// approval), or as it is after `wait` (the server holds at most [`MAX_WAIT`]).
+    pub async fn wait_run(&self, run_id: &str, wait: Duration) -> Result<Run, Error> {
+        let wait = wait.min(MAX_WAIT);
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/runs/{}?waitMs={}", segment(run_id), wait.as_millis()),
+            )
+            // The server holds the request for up to `wait`; the timeout covers the rest.
+            .timeout(wait + self.timeout);
+        self.send(request).await
     }
 
-    /// The newest runs of an orchestration (up to `limit`, at most 1000), newest first.
-    pub async fn list_runs(&self, orchestration_id: &str, limit: u32) -> Result<Vec<Run>, Error> {
-        Ok(send::<List<Run>>(self.request(
-            Method::GET,
-            &format!("/orchestrations/{}/runs?limit={limit}", segment(orchestration_id)),
-        ))
-        .await?
-        .data)
+    /// An orchestration's runs, newest first, without their steps.
+    pub async fn list_runs(&self, orchestration_id: &str, filter: &RunFilter) -> Result<Vec<Run>, Error> {
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/orchestrations/{}/runs", segment(orchestration_id)),
+            )
+            .query(filter);
+        let list: List<Run> = self.send(request).await?;
+        Ok(list.data)
     }
 
     /// Approves a waiting approval step.
@@ -425,58 +396,36 @@ impl Client {
         verb: &str,
         comment: Option<&str>,
     ) -> Result<Run, Error> {
-        send(
+        let body = Decision {
+            comment: comment.map(str::to_owned),
+        };
+        self.send(
             self.request(
                 Method::POST,
                 &format!("/runs/{}/steps/{}/{verb}", segment(run_id), segment(step_id)),
             )
-            .json(&serde_json::json!({ "comment": comment })),
+            .json(&body),
         )
         .await
     }
 
     /// Cancels an unfinished run.
     pub async fn cancel_run(&self, run_id: &str) -> Result<Run, Error> {
-        send(self.request(Method::POST, &format!("/runs/{}/cancel", segment(run_id)))).await
-    }
-
-    /// Invokes a function with `params` as its triggerParams (a JSON object).
-    pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
-        send(
-            self.request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
-                .json(params),
-        )
-        .await
+        self.send(self.request(Method::POST, &format!("/runs/{}/cancel", segment(run_id))))
+            .await
     }
 }
 
-async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, Error> {
-    let response = request.send().await?;
-    if !response.status().is_success() {
-        return Err(api_error(response).await);
-    }
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|error| Error::Unexpected {
-        status,
-        message: error.to_string(),
-    })
-}
-
-async fn api_error(response: reqwest::Response) -> Error {
-    let status = response.status().as_u16();
-    let body: Value = match response.bytes().await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Err(error) => return Error::Http(error),
-    };
-    match body.get("error") {
-        Some(details) => Error::Api {
+fn api_error(status: StatusCode, bytes: &[u8]) -> Error {
+    let status = status.as_u16();
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => Error::Api {
             status,
-            code: details["code"].as_str().unwrap_or_default().to_owned(),
-            message: details["message"].as_str().unwrap_or_default().to_owned(),
-            details: details.clone(),
+            details: serde_json::to_value(&body.error).unwrap_or(Value::Null),
+            code: body.error.code,
+            message: body.error.message,
         },
-        None => Error::Unexpected {
+        Err(_) => Error::Unexpected {
             status,
             message: "no error body".into(),
         },
@@ -497,5 +446,21 @@ mod tests {
     fn debug_never_shows_the_token() {
         let client = Client::new("http://127.0.0.1:1", "trl_supersecret");
         assert!(!format!("{client:?}").contains("supersecret"));
+        assert!(!format!("{:?}", client.with_token("trl_other")).contains("trl_other"));
+    }
+
+    #[test]
+    fn the_builder_writes_what_the_api_documents() {
+        let definition = Definition::new("Provision repo")
+            .step(ComputeStep::new("create-github-repo").secret("KEY", "s3cr3t"))
+            .step(ApprovalStep::new("ok?").id("approve"));
+        assert_eq!(
+            serde_json::to_value(&definition).expect("json"),
+            serde_json::json!({ "name": "Provision repo", "steps": [
+                { "type": "compute", "functionId": "create-github-repo",
+                  "encryptedParams": { "KEY": { "value": "s3cr3t", "encrypt": true } } },
+                { "type": "approval", "id": "approve", "message": "ok?" },
+            ]})
+        );
     }
 }

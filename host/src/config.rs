@@ -159,7 +159,20 @@ pub struct ServeArgs {
         default_value = "functions/target/wasm32-wasip2/release"
     )]
     pub examples_dir: PathBuf,
+
+    /// A `Host` name `/mcp` accepts besides the loopback names (repeat, or separate
+    /// with commas): the names clients use to reach this node. Other names are
+    /// refused with 403, so a web page cannot reach the endpoint by DNS rebinding.
+    #[arg(
+        long = "mcp-allowed-host",
+        env = "TRELLIS_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
 }
+
+/// The `Host` names `/mcp` always accepts: this machine's own.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// `trellis worker`: workers only, against PostgreSQL.
 #[derive(Clone, Args)]
@@ -291,6 +304,8 @@ pub struct Config {
     pub workers: u32,
     pub worker: crate::engine::WorkerConfig,
     pub preload_examples: Option<PathBuf>,
+    /// `Host` names `/mcp` accepts.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 /// By hand, so the database password never reaches a log line.
@@ -308,6 +323,7 @@ impl std::fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("worker", &self.worker)
             .field("preload_examples", &self.preload_examples)
+            .field("mcp_allowed_hosts", &self.mcp_allowed_hosts)
             .finish()
     }
 }
@@ -336,6 +352,16 @@ impl Config {
             workers: args.workers,
             worker,
             preload_examples: args.preload_examples.then_some(args.examples_dir),
+            mcp_allowed_hosts: LOOPBACK_HOSTS
+                .iter()
+                .map(|host| host.to_string())
+                .chain(
+                    args.mcp_allowed_hosts
+                        .into_iter()
+                        .map(|host| host.trim().to_owned()),
+                )
+                .filter(|host| !host.is_empty())
+                .collect(),
         })
     }
 }

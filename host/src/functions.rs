@@ -99,47 +99,38 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// A partial settings update (`PATCH`): absent fields keep their value.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SettingsPatch {
-    pub timeout_ms: Option<u32>,
-    pub memory_limit_mb: Option<u32>,
-    pub allowed_hosts: Option<Vec<String>>,
-    pub scratch_dir: Option<bool>,
+pub use trellis_types::SettingsPatch;
+
+fn validate_patch(patch: &SettingsPatch) -> Result<()> {
+    if let Some(timeout_ms) = patch.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms)
+    {
+        return Err(FunctionsError::InvalidSettings(format!(
+            "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
+        )));
+    }
+    if let Some(memory_limit_mb) = patch.memory_limit_mb
+        && !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb)
+    {
+        return Err(FunctionsError::InvalidSettings(format!(
+            "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
+        )));
+    }
+    for host in patch.allowed_hosts.iter().flatten() {
+        check_allowed_host(host)?;
+    }
+    Ok(())
 }
 
-impl SettingsPatch {
-    fn validate(&self) -> Result<()> {
-        if let Some(timeout_ms) = self.timeout_ms
-            && !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms)
-        {
-            return Err(FunctionsError::InvalidSettings(format!(
-                "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
-            )));
-        }
-        if let Some(memory_limit_mb) = self.memory_limit_mb
-            && !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb)
-        {
-            return Err(FunctionsError::InvalidSettings(format!(
-                "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
-            )));
-        }
-        for host in self.allowed_hosts.iter().flatten() {
-            check_allowed_host(host)?;
-        }
-        Ok(())
+/// `settings` with every field the patch names replaced.
+fn apply_patch(patch: &SettingsPatch, mut settings: FunctionSettings) -> FunctionSettings {
+    settings.timeout_ms = patch.timeout_ms.unwrap_or(settings.timeout_ms);
+    settings.memory_limit_mb = patch.memory_limit_mb.unwrap_or(settings.memory_limit_mb);
+    if let Some(allowed_hosts) = &patch.allowed_hosts {
+        settings.allowed_hosts = allowed_hosts.clone();
     }
-
-    /// `settings` with every field this patch names replaced.
-    fn apply(&self, mut settings: FunctionSettings) -> FunctionSettings {
-        settings.timeout_ms = self.timeout_ms.unwrap_or(settings.timeout_ms);
-        settings.memory_limit_mb = self.memory_limit_mb.unwrap_or(settings.memory_limit_mb);
-        if let Some(allowed_hosts) = &self.allowed_hosts {
-            settings.allowed_hosts = allowed_hosts.clone();
-        }
-        settings.scratch_dir = self.scratch_dir.unwrap_or(settings.scratch_dir);
-        settings
-    }
+    settings.scratch_dir = patch.scratch_dir.unwrap_or(settings.scratch_dir);
+    settings
 }
 
 impl Functions {
@@ -191,12 +182,12 @@ impl Functions {
     /// a compare-and-swap, re-read and re-merged if another update landed in between,
     /// so concurrent patches of different fields all take effect.
     pub async fn update_settings(&self, id: &str, patch: SettingsPatch) -> Result<FunctionRecord> {
-        patch.validate()?;
+        validate_patch(&patch)?;
         // Each round loses only to an update that succeeded; a few rounds settle any
         // realistic contention.
         for _ in 0..8 {
             let current = self.get(id).await?;
-            let settings = patch.apply(current.settings);
+            let settings = apply_patch(&patch, current.settings);
             let updated = self
                 .store
                 .update_function_settings(id, &settings, current.updated_at)

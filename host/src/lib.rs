@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod functions;
+pub mod json;
+pub mod mcp;
 pub mod orchestrations;
 pub mod runtime;
 pub mod secrets;

@@ -113,6 +113,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         preload_examples(&functions, dir).await?;
     }
     let orchestrations = Orchestrations::new(store.clone(), config.keyring.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
     let workers = spawn_workers(&engine, config.workers, &config.worker);
     let state = AppState {
         store,
@@ -120,11 +124,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         orchestrations,
         runs: Runs::new(engine),
         token: config.api_token.clone(),
+        mcp: api::McpEndpoint::new(own_url(addr), config.mcp_allowed_hosts.clone()),
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let (shutdown, signal) = oneshot::channel();
     let app = api::router(state.clone());
     let task = tokio::spawn(async move {
@@ -142,6 +143,17 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         task,
         workers,
     })
+}
+
+/// Where this node's own API answers, for the MCP tools to call: the bound address,
+/// with a wildcard replaced by loopback.
+fn own_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// `trellis worker`: workers against PostgreSQL until Ctrl-C or SIGTERM, then their

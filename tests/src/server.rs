@@ -154,6 +154,7 @@ impl Stopped {
                 ..Default::default()
             },
             preload_examples: None,
+            mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into()],
         };
         let running = match trellis::server::start(config).await {
             Ok(running) => running,

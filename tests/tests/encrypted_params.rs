@@ -622,19 +622,22 @@ async fn the_rust_client_keeps_secrets_masked(backend: Backend) {
         .await
         .expect("create");
     assert_eq!(
-        created.steps[2]["encryptedParams"]["GITHUB_APP_ID"],
+        serde_json::to_value(&created).expect("json")["steps"][2]["encryptedParams"]["GITHUB_APP_ID"],
         json!({ "value": MASKED, "encrypted": true })
     );
 
     // Read, change the name, send back: the secrets are kept as they were.
     let read = server.client.get_orchestration(&created.id).await.expect("get");
-    let body = json!({ "name": "Renamed", "steps": read.steps });
+    let body = json!({ "name": "Renamed", "steps": read.definition.steps });
     let updated = server
         .client
         .update_orchestration(&created.id, &body)
         .await
         .expect("update");
-    assert_eq!((updated.version, updated.name.as_str()), (2, "Renamed"));
+    assert_eq!(
+        (updated.version, updated.definition.name.as_str()),
+        (2, "Renamed")
+    );
     let received = step_input(&server, &created.id, "provision-repo")
         .await
         .expect("assembled");

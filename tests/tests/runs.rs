@@ -197,7 +197,20 @@ async fn the_announced_scenario_runs_end_to_end(backend: Backend) {
 
     let secrets = [private_key.as_str(), app_id.as_str()];
     assert_nowhere(&raw_run(&server, &run_id).await, &secrets, "the run record");
-    let listed = serde_json::to_string(&server.client.list_runs(&orchestration, 10).await.unwrap()).unwrap();
+    let listed = serde_json::to_string(
+        &server
+            .client
+            .list_runs(
+                &orchestration,
+                &trellis_client::RunFilter {
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_nowhere(&listed, &secrets, "the run list");
     assert_nowhere(
         &String::from_utf8_lossy(&database_bytes(server.database_url())),
@@ -786,10 +799,11 @@ async fn a_multi_line_secret_printed_line_by_line_is_masked(backend: Backend) {
     )
     .await;
     assert_eq!(run.status, "completed", "{run:#?}");
-    let logs = step(&run, "printer").logs.clone().expect("logs");
+    let logs: Vec<trellis_client::LogEntry> =
+        serde_json::from_value(step(&run, "printer").logs.clone().expect("logs")).expect("log entries");
     let printed: Vec<&str> = logs
         .iter()
-        .filter(|entry| entry.source == "stdout")
+        .filter(|entry| entry.source == trellis_client::LogSource::Stdout)
         .map(|entry| entry.message.as_str())
         .collect();
     assert_eq!(

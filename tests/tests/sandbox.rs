@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use trellis_client::{Error, SettingsPatch};
+use trellis_client::{LogLevel, LogSource};
 use trellis_tests::{Backend, Options, TestServer, component, on_both_backends};
 
 on_both_backends!(
@@ -173,12 +174,12 @@ async fn log_flood_is_truncated_not_fatal(backend: Backend) {
     let total: usize = result
         .logs
         .iter()
-        .filter(|entry| entry.source != "host")
+        .filter(|entry| entry.source != LogSource::Host)
         .map(|entry| entry.message.len())
         .sum();
     assert!(total <= 256 << 10, "logs are capped, got {total} bytes");
     let notice = result.logs.last().expect("a truncation notice");
-    assert_eq!(notice.source, "host");
+    assert_eq!(notice.source, LogSource::Host);
     assert!(notice.message.starts_with("log truncated"), "{}", notice.message);
 }
 
@@ -306,24 +307,24 @@ async fn stdout_and_stderr_are_captured(backend: Backend) {
         .invoke_function("log-flood", &json!({ "count": 2, "stdoutBytes": 160 }))
         .await
         .expect("invoke");
-    let by_source = |source: &str| {
+    let by_source = |source: LogSource| {
         result
             .logs
             .iter()
             .filter(|e| e.source == source)
             .collect::<Vec<_>>()
     };
-    assert_eq!(by_source("log").len(), 2);
-    let stdout = by_source("stdout");
+    assert_eq!(by_source(LogSource::Log).len(), 2);
+    let stdout = by_source(LogSource::Stdout);
     assert_eq!(stdout.len(), 2, "160 bytes of 80-byte lines");
     assert!(
         stdout
             .iter()
-            .all(|e| e.level == "info" && e.message == "o".repeat(79))
+            .all(|e| e.level == LogLevel::Info && e.message == "o".repeat(79))
     );
-    let stderr = by_source("stderr");
+    let stderr = by_source(LogSource::Stderr);
     assert_eq!(stderr.len(), 2);
-    assert!(stderr.iter().all(|e| e.level == "warn"));
+    assert!(stderr.iter().all(|e| e.level == LogLevel::Warn));
 }
 
 /// Waits until `n` invocations hold a slot.

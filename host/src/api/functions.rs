@@ -1,27 +1,65 @@
 //! `/v1/functions`: upload, settings, list, get, delete, invoke.
 
 use super::body::{ApiJson, UPLOAD_LIMIT, read_limited};
+use super::openapi::{Operation, Routes};
 use super::{ApiError, AppState};
-use crate::functions::SettingsPatch;
-use crate::runtime::{Invocation, LogEntry};
+use crate::runtime::Invocation;
 use crate::store::{FunctionRecord, PutOutcome};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use trellis_types::{InvokeResult, List, SettingsPatch};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/functions", get(list))
-        .route(
-            "/functions/{function_id}",
-            get(fetch).put(upload).patch(update_settings).delete(remove),
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Operation::get("/functions", "listFunctions", "List functions, sorted by id")
+                .tag("functions")
+                .returns::<List<FunctionRecord>>(StatusCode::OK),
+            list,
         )
-        .route("/functions/{function_id}/invoke", post(invoke))
+        .add(
+            Operation::get("/functions/{functionId}", "getFunction", "Get a function's record and settings")
+                .tag("functions")
+                .returns::<FunctionRecord>(StatusCode::OK)
+                .errors(&[404]),
+            fetch,
+        )
+        .add(
+            Operation::put("/functions/{functionId}", "uploadFunction", "Upload or replace a component")
+                .describe("The body is the component's bytes (`application/wasm`, up to 50 MiB). It is validated and compiled before it is stored: 201 when created, 200 when replaced or unchanged.")
+                .tag("functions")
+                .wasm_body()
+                .returns::<FunctionRecord>(StatusCode::CREATED)
+                .errors(&[400, 413]),
+            upload,
+        )
+        .add(
+            Operation::patch("/functions/{functionId}", "updateFunctionSettings", "Change some settings, keeping the others")
+                .tag("functions")
+                .body::<SettingsPatch>()
+                .returns::<FunctionRecord>(StatusCode::OK)
+                .errors(&[404, 413]),
+            update_settings,
+        )
+        .add(
+            Operation::delete("/functions/{functionId}", "deleteFunction", "Delete a function")
+                .tag("functions")
+                .returns_nothing(StatusCode::NO_CONTENT)
+                .errors(&[404]),
+            remove,
+        )
+        .add(
+            Operation::post("/functions/{functionId}/invoke", "invokeFunction", "Invoke a function")
+                .describe("The body is the triggerParams object. A function error is 422 with its code, message, `retryable` and logs; a timeout is 504. An `Idempotency-Key` header is passed to the function.")
+                .tag("functions")
+                .body::<serde_json::Map<String, serde_json::Value>>()
+                .returns::<InvokeResult>(StatusCode::OK)
+                .errors(&[404, 413, 422, 503, 504]),
+            invoke,
+        )
 }
 
 async fn upload(
@@ -46,8 +84,10 @@ async fn update_settings(
     Ok(Json(state.functions.update_settings(&id, patch).await?))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "data": state.functions.list().await? })))
+async fn list(State(state): State<AppState>) -> Result<Json<List<FunctionRecord>>, ApiError> {
+    Ok(Json(List {
+        data: state.functions.list().await?,
+    }))
 }
 
 async fn fetch(
@@ -62,14 +102,6 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InvokeResponse {
-    output: Box<RawValue>,
-    logs: Vec<LogEntry>,
-    duration_ms: f64,
-}
-
 /// The `Idempotency-Key` header, when given, is handed to the function; otherwise
 /// each direct call is its own execution with a fresh key.
 async fn invoke(
@@ -77,7 +109,7 @@ async fn invoke(
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(params): ApiJson<Box<RawValue>>,
-) -> Result<Json<InvokeResponse>, ApiError> {
+) -> Result<Json<InvokeResult<Box<RawValue>>>, ApiError> {
     // Passed to the function as the text it came in: parsed once, to validate.
     if !params.get().starts_with('{') {
         return Err(ApiError::bad_request(
@@ -100,7 +132,7 @@ async fn invoke(
         idempotency_key,
     };
     let outcome = state.functions.invoke(&invocation, params.get()).await?;
-    Ok(Json(InvokeResponse {
+    Ok(Json(InvokeResult {
         output: outcome.output,
         logs: outcome.logs,
         duration_ms: outcome.duration.as_secs_f64() * 1000.0,

@@ -1,15 +1,21 @@
-//! REST API v1. Each resource module exposes `router()`; this module adds bearer
-//! auth to `/v1` and mounts the unauthenticated operational routes.
+//! REST API v1. Each resource module exposes `routes()`: its handlers registered
+//! together with their OpenAPI description ([`openapi`]), so the document served at
+//! `/openapi.json` is the router's own. This module adds bearer auth to `/v1` and
+//! `/mcp` and mounts the unauthenticated operational routes.
 
 mod body;
 mod error;
 mod functions;
+mod mcp;
+pub mod openapi;
 mod ops;
 mod orchestrations;
 mod runs;
 
-pub use body::describe_json_error;
+pub use body::JSON_LIMIT;
 pub use error::ApiError;
+pub use mcp::McpEndpoint;
+pub use runs::MAX_WAIT;
 
 use crate::config::ApiToken;
 use crate::engine::Runs;
@@ -20,6 +26,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use openapi::Routes;
+use std::sync::OnceLock;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -31,17 +39,37 @@ pub struct AppState {
     pub orchestrations: Orchestrations,
     pub runs: Runs,
     pub token: ApiToken,
+    pub mcp: McpEndpoint,
+}
+
+/// Every route, with `authenticate` applied to those that need a token.
+fn routes(authenticate: impl Fn(Router<AppState>) -> Router<AppState>) -> Routes {
+    let v1 = functions::routes()
+        .merge(orchestrations::routes())
+        .merge(runs::routes())
+        .map_router(&authenticate);
+    Routes::new()
+        .nest("/v1", v1)
+        .merge(mcp::routes().map_router(&authenticate))
+        .merge(ops::routes())
+}
+
+/// The OpenAPI 3.1 document of every route, as served at `/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let document = openapi::document(routes(|router| router).operations());
+        serde_json::to_string_pretty(&document).expect("the document is JSON")
+    })
 }
 
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .merge(functions::router())
-        .merge(orchestrations::router())
-        .merge(runs::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .nest("/v1", v1)
-        .merge(ops::router())
+    let auth_state = state.clone();
+    let (router, _) = routes(move |router| {
+        router.route_layer(middleware::from_fn_with_state(auth_state.clone(), require_token))
+    })
+    .into_parts();
+    router
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -65,13 +93,17 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
+    match bearer_token(&request) {
         Some(token) if state.token.matches(token) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token<B>(request: &axum::http::Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
 }

@@ -1,22 +1,57 @@
-//! Unauthenticated operational routes: liveness and Prometheus metrics. Neither
-//! reveals anything about stored functions or their data.
+//! Unauthenticated operational routes: liveness, Prometheus metrics and the OpenAPI
+//! document. None reveals anything about stored functions or their data.
 
 use super::AppState;
-use axum::Router;
+use super::openapi::{Operation, Routes};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use schemars::JsonSchema;
+use serde::Serialize;
 use std::fmt::Write;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Operation::get("/healthz", "health", "Liveness and the storage backend")
+                .public()
+                .returns::<Health>(StatusCode::OK),
+            healthz,
+        )
+        .add(
+            Operation::get("/metrics", "metrics", "Prometheus metrics (text format)")
+                .public()
+                .returns_nothing(StatusCode::OK),
+            metrics,
+        )
+        .add(
+            Operation::get("/openapi.json", "openapi", "This document (OpenAPI 3.1)")
+                .public()
+                .returns_nothing(StatusCode::OK),
+            openapi,
+        )
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok", "backend": state.store.backend() }))
+#[derive(Serialize, JsonSchema)]
+struct Health {
+    /// Always `ok` when the server answers.
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    backend: &'static str,
+}
+
+async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok",
+        backend: state.store.backend(),
+    })
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi_json(),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -2,57 +2,103 @@
 //! orchestration, approve or reject a waiting approval step, cancel.
 
 use super::body::{ApiQuery, JSON_LIMIT, read_limited};
+use super::openapi::{Operation, Routes};
 use super::{ApiError, AppState};
 use crate::engine::RunView;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::time::Duration;
+use trellis_types::{Decision, List, Run, RunStatus, StartRun, StartedRun};
 
 /// A start body holds a run input of up to 1 MiB plus its `{"input": …}` envelope.
 const START_LIMIT: usize = crate::engine::MAX_RUN_INPUT_BYTES + 1024;
 
-/// The longest a `GET /v1/runs/{id}?waitMs=` holds the request open.
-const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The longest a `GET /v1/runs/{id}?waitMs=` holds the request open: long enough
+/// that a waiting client rarely asks twice, short enough for proxies' idle timeouts.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orchestrations/{id}/runs", get(list).post(start))
-        .route("/runs/{run_id}", get(fetch))
-        .route("/runs/{run_id}/steps/{step_id}/approve", post(approve))
-        .route("/runs/{run_id}/steps/{step_id}/reject", post(reject))
-        .route("/runs/{run_id}/cancel", post(cancel))
-}
+/// Runs a list returns when no `limit` is given, and at most.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+const MAX_LIST_LIMIT: u32 = 1000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    #[serde(default)]
-    input: Option<Value>,
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Operation::post("/orchestrations/{id}/runs", "startRun", "Start a run of the orchestration's current version")
+                .tag("runs")
+                .body::<StartRun>()
+                .returns::<StartedRun>(StatusCode::ACCEPTED)
+                .errors(&[404, 413]),
+            start,
+        )
+        .add(
+            Operation::get("/orchestrations/{id}/runs", "listRuns", "List an orchestration's runs, newest first, without their steps")
+                .tag("runs")
+                .query::<ListQuery>()
+                .returns::<List<Run>>(StatusCode::OK)
+                .errors(&[404]),
+            list,
+        )
+        .add(
+            Operation::get("/runs/{runId}", "getRun", "Get a run with every step")
+                .describe("With `waitMs`, the request is held until the run is no longer `pending` or `running` (it finished, or waits on an approval), up to that long (at most 60000), so clients need not poll.")
+                .tag("runs")
+                .query::<FetchQuery>()
+                .returns::<Run>(StatusCode::OK)
+                .errors(&[404]),
+            fetch,
+        )
+        .add(
+            Operation::post("/runs/{runId}/steps/{stepId}/approve", "approveStep", "Approve a waiting approval step")
+                .tag("runs")
+                .body::<Decision>()
+                .returns::<Run>(StatusCode::OK)
+                .errors(&[404, 409, 413]),
+            approve,
+        )
+        .add(
+            Operation::post("/runs/{runId}/steps/{stepId}/reject", "rejectStep", "Reject a waiting approval step")
+                .tag("runs")
+                .body::<Decision>()
+                .returns::<Run>(StatusCode::OK)
+                .errors(&[404, 409, 413]),
+            reject,
+        )
+        .add(
+            Operation::post("/runs/{runId}/cancel", "cancelRun", "Cancel an unfinished run")
+                .tag("runs")
+                .returns::<Run>(StatusCode::OK)
+                .errors(&[404, 409]),
+            cancel,
+        )
 }
 
 async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<StartedRun>), ApiError> {
     let bytes = read_limited(body, START_LIMIT).await?;
-    let body: StartBody = super::body::parse_json(&bytes)?;
+    let body: StartRun = super::body::parse_json(&bytes)?;
     let run = state.runs.start(&id, body.input).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": run.id, "status": run.status })),
+        Json(StartedRun {
+            id: run.id,
+            status: run.status,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FetchQuery {
-    /// Hold the request until the run is no longer pending or running, up to this long.
+    /// Hold the request until the run is no longer pending or running, up to this
+    /// many milliseconds (at most 60000).
     wait_ms: Option<u64>,
 }
 
@@ -71,9 +117,12 @@ async fn fetch(
     Ok(Json(run))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only runs in this status.
+    status: Option<RunStatus>,
+    /// How many, newest first (1 to 1000, default 100).
     limit: Option<u32>,
 }
 
@@ -81,16 +130,11 @@ async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(json!({ "data": state.runs.list(&id, limit).await? })))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DecisionBody {
-    #[serde(default)]
-    comment: Option<String>,
+) -> Result<Json<List<RunView>>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
+    Ok(Json(List {
+        data: state.runs.list(&id, query.status, limit).await?,
+    }))
 }
 
 async fn approve(
@@ -117,7 +161,7 @@ async fn decide(
     body: Body,
 ) -> Result<Json<RunView>, ApiError> {
     let bytes = read_limited(body, JSON_LIMIT).await?;
-    let body: DecisionBody = super::body::parse_json(&bytes)?;
+    let body: Decision = super::body::parse_json(&bytes)?;
     Ok(Json(
         state
             .runs

@@ -1,13 +1,17 @@
-//! The `trellis` command line: `serve` runs the server; the resource commands talk to
-//! a running server over HTTP through `trellis-client`, exactly as any user would.
+//! The `trellis` command line: `serve` and `worker` run the server; the resource
+//! commands and `mcp` talk to a running server over HTTP through `trellis-client`,
+//! exactly as any user would. `--url`, `--token` and `-o` go anywhere on the line.
 
 mod functions;
 mod keys;
 mod orchestrations;
+mod output;
 mod runs;
 
 use crate::config::{Config, ServeArgs, WorkerArgs};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use output::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +24,9 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Subcommand)]
@@ -29,45 +36,94 @@ enum Command {
     /// Run workers only, against PostgreSQL (as many processes as needed).
     Worker(Box<WorkerArgs>),
     /// Upload, inspect and invoke functions on a running server.
-    #[command(subcommand)]
-    Functions(functions::FunctionsCommand),
+    Functions(Group<functions::FunctionsCommand>),
     /// Create, read, update and delete orchestrations on a running server.
-    #[command(subcommand)]
-    Orchestrations(orchestrations::OrchestrationsCommand),
+    Orchestrations(Group<orchestrations::OrchestrationsCommand>),
     /// Start, follow, approve, reject and cancel runs on a running server.
-    #[command(subcommand)]
-    Runs(runs::RunsCommand),
+    Runs(Group<runs::RunsCommand>),
     /// Key rotation for encryptedParams.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Serve MCP on stdin/stdout for an AI agent, calling a running server.
+    Mcp {
+        #[command(flatten)]
+        token: TokenFile,
+    },
+    /// Print the OpenAPI 3.1 document of the REST API (as served at /openapi.json).
+    Openapi,
+    /// Print a shell completion script: `trellis completions bash > ~/.local/share/bash-completion/completions/trellis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
-/// Where the resource commands find the server.
-#[derive(Clone, Args)]
-pub struct Remote {
-    /// Base URL of the Trellis API.
-    #[arg(long, env = "TRELLIS_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+/// A resource command, with where to find a generated token.
+#[derive(Args)]
+struct Group<C: Subcommand> {
+    #[command(subcommand)]
+    command: C,
 
-    /// Bearer token; default: the one generated into the data dir.
-    #[arg(long, env = "TRELLIS_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: TokenFile,
+}
 
-    /// Data dir to read a generated token from when no token is given.
-    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = "./trellis-data")]
+/// The data dir whose generated token the client uses when none is given.
+#[derive(Args)]
+struct TokenFile {
+    /// Data dir to read a generated token from when no --token is given.
+    #[arg(
+        long,
+        env = "TRELLIS_DATA_DIR",
+        default_value = "./trellis-data",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 
+/// Where the client commands find the server, and how they print.
+#[derive(Args)]
+struct Remote {
+    /// Base URL of the Trellis API.
+    #[arg(
+        long,
+        env = "TRELLIS_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+
+    /// Bearer token; default: the one generated into the data dir.
+    #[arg(long, env = "TRELLIS_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// `table` for people, `json` for scripts (exactly the API's JSON).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputArg::Table, global = true)]
+    output: OutputArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+/// What a resource command runs with: a client and an output format.
+pub struct Connection {
+    pub client: trellis_client::Client,
+    pub format: Format,
+}
+
 impl Remote {
-    fn client(&self) -> anyhow::Result<trellis_client::Client> {
+    fn connect(&self, token_file: &TokenFile) -> anyhow::Result<Connection> {
         let token = match &self.token {
             Some(token) => token.clone(),
             None => {
-                let path = self.data_dir.join("api-token");
+                let path = token_file.data_dir.join("api-token");
                 std::fs::read_to_string(&path)
                     .map_err(|error| {
                         anyhow::anyhow!(
-                            "no token: pass --token or TRELLIS_API_TOKEN, or point --data-dir at the server's data dir ({}: {error})",
+                            "no token: pass --token or set TRELLIS_API_TOKEN, or point --data-dir at the server's data dir ({}: {error})",
                             path.display()
                         )
                     })?
@@ -75,7 +131,13 @@ impl Remote {
                     .to_owned()
             }
         };
-        Ok(trellis_client::Client::new(&self.url, token))
+        Ok(Connection {
+            client: trellis_client::Client::new(&self.url, token),
+            format: match self.output {
+                OutputArg::Table => Format::Table,
+                OutputArg::Json => Format::Json,
+            },
+        })
     }
 }
 
@@ -89,26 +151,45 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
+/// An error as the user reads it: what happened, then what to do.
+fn describe(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<trellis_client::Error>() {
+        Some(trellis_client::Error::Api { status: 401, .. }) => format!(
+            "{error:#}\nhint: the token was refused; pass --token or set TRELLIS_API_TOKEN (a generated one is in the server's data dir, api-token)"
+        ),
+        _ => format!("{error:#}"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve(args) => {
             let config = Config::from_args(*args)?;
             crate::server::start(config).await?.wait_for_signal().await
         }
         Command::Worker(args) => crate::server::run_workers(*args).await,
-        Command::Functions(command) => command.run().await,
-        Command::Orchestrations(command) => command.run().await,
-        Command::Runs(command) => command.run().await,
+        Command::Functions(group) => group.command.run(cli.remote.connect(&group.token)?).await,
+        Command::Orchestrations(group) => group.command.run(cli.remote.connect(&group.token)?).await,
+        Command::Runs(group) => group.command.run(cli.remote.connect(&group.token)?).await,
         Command::Keys(command) => command.run().await,
+        Command::Mcp { token } => crate::mcp::serve_stdio(cli.remote.connect(&token)?.client).await,
+        Command::Openapi => {
+            println!("{}", crate::api::openapi_json());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "trellis", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -131,7 +212,6 @@ fn init_tracing() {
 /// A JSON argument: the text itself, `-` for stdin, `@path` for a file; `None` when
 /// absent. Parse errors say where, never what was found (it may be a secret).
 fn read_json(arg: Option<&str>, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    use anyhow::Context;
     let text = match arg {
         None => return Ok(None),
         Some("-") => {
@@ -146,11 +226,5 @@ fn read_json(arg: Option<&str>, what: &str) -> anyhow::Result<Option<serde_json:
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|error| anyhow::anyhow!("{what} are not JSON: {}", crate::api::describe_json_error(&error)))
-}
-
-/// Prints a value as pretty JSON on stdout.
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+        .map_err(|error| anyhow::anyhow!("{what} is not JSON: {}", crate::json::describe_error(&error)))
 }

@@ -1,9 +1,12 @@
 //! `trellis runs …`: start, read, follow and decide runs.
 
-use super::{Remote, print_json, read_json};
+use super::output::{self, Format, Table};
+use super::{Connection, read_json};
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use std::collections::HashMap;
 use std::time::Duration;
+use trellis_client::{Client, Run, RunFilter, RunStatus, RunStep, StepStatus};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -12,41 +15,30 @@ pub enum RunsCommand {
         orchestration: String,
         /// The run's input object: JSON, `@file.json`, or `-` for stdin (default `{}`).
         input: Option<String>,
-        /// Wait until the run finishes or waits on an approval, and print it.
+        /// Wait until the run finishes or waits on an approval, and show it.
         #[arg(long)]
         wait: bool,
-        #[command(flatten)]
-        remote: Remote,
     },
-    /// Show a run with every step.
-    Get {
-        run: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    /// Show a run and its step timeline.
+    Get { run: String },
     /// List an orchestration's runs, newest first.
     List {
         orchestration: String,
+        /// Only runs in this status (pending, running, waiting, completed, failed, cancelled).
+        #[arg(long)]
+        status: Option<RunStatus>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        #[command(flatten)]
-        remote: Remote,
     },
-    /// Follow a run, printing each change of status, until it finishes; exits
-    /// non-zero unless it completed.
-    Watch {
-        run: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    /// Follow a run live, one line per step change, until it ends; exits non-zero
+    /// unless it completed.
+    Watch { run: String },
     /// Approve a waiting approval step.
     Approve {
         run: String,
         step: String,
         #[arg(long)]
         comment: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Reject a waiting approval step.
     Reject {
@@ -54,96 +46,195 @@ pub enum RunsCommand {
         step: String,
         #[arg(long)]
         comment: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Cancel an unfinished run.
-    Cancel {
-        run: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Cancel { run: String },
 }
 
-/// How long one long-poll holds; the server caps it at 60 s.
+/// How long one `--wait` long-poll holds; the server caps it at 60 s.
 const POLL: Duration = Duration::from_secs(30);
 
+/// How often `watch` looks at the run: fast enough to feel live, slow enough to cost
+/// the server nothing.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
 impl RunsCommand {
-    pub async fn run(self) -> Result<()> {
+    pub async fn run(self, Connection { client, format }: Connection) -> Result<()> {
         match self {
             Self::Start {
                 orchestration,
                 input,
                 wait,
-                remote,
             } => {
-                let client = remote.client()?;
                 let input = read_json(input.as_deref(), "the input")?;
                 let started = client.start_run(&orchestration, input.as_ref()).await?;
                 if !wait {
-                    return print_json(&started);
+                    return match format {
+                        Format::Json => output::json(&started),
+                        Format::Table => {
+                            println!("started run {} ({})", started.id, started.status);
+                            Ok(())
+                        }
+                    };
                 }
                 loop {
                     let run = client.wait_run(&started.id, POLL).await?;
-                    if !["pending", "running"].contains(&run.status.as_str()) {
-                        return print_json(&run);
+                    if !run.status.is_active() {
+                        return show(format, &run);
                     }
                 }
             }
-            Self::Get { run, remote } => print_json(&remote.client()?.get_run(&run).await?),
+            Self::Get { run } => show(format, &client.get_run(&run).await?),
             Self::List {
                 orchestration,
+                status,
                 limit,
-                remote,
-            } => print_json(&remote.client()?.list_runs(&orchestration, limit).await?),
-            Self::Watch { run, remote } => watch(&remote, &run).await,
-            Self::Approve {
-                run,
-                step,
-                comment,
-                remote,
-            } => print_json(
-                &remote
-                    .client()?
-                    .approve_step(&run, &step, comment.as_deref())
-                    .await?,
+            } => {
+                let filter = RunFilter {
+                    status,
+                    limit: Some(limit),
+                };
+                let runs = client.list_runs(&orchestration, &filter).await?;
+                if format == Format::Json {
+                    return output::json(&trellis_client::List { data: runs });
+                }
+                let mut table = Table::new(["RUN", "STATUS", "CURRENT STEP", "STARTED", "DURATION"]);
+                for run in &runs {
+                    table.row([
+                        run.id.clone(),
+                        run.status.to_string(),
+                        output::or_dash(run.current_step_id.as_deref()),
+                        output::time(run.created_at),
+                        output::duration(run.created_at, run.updated_at),
+                    ]);
+                }
+                table.print();
+                Ok(())
+            }
+            Self::Watch { run } => watch(&client, format, &run).await,
+            Self::Approve { run, step, comment } => show(
+                format,
+                &client.approve_step(&run, &step, comment.as_deref()).await?,
             ),
-            Self::Reject {
-                run,
-                step,
-                comment,
-                remote,
-            } => print_json(
-                &remote
-                    .client()?
-                    .reject_step(&run, &step, comment.as_deref())
-                    .await?,
+            Self::Reject { run, step, comment } => show(
+                format,
+                &client.reject_step(&run, &step, comment.as_deref()).await?,
             ),
-            Self::Cancel { run, remote } => print_json(&remote.client()?.cancel_run(&run).await?),
+            Self::Cancel { run } => show(format, &client.cancel_run(&run).await?),
         }
     }
 }
 
-async fn watch(remote: &Remote, run_id: &str) -> Result<()> {
-    let client = remote.client()?;
-    let mut last = String::new();
+/// The run's header, then its step timeline.
+fn show(format: Format, run: &Run) -> Result<()> {
+    if format == Format::Json {
+        return output::json(run);
+    }
+    output::fields(&[
+        ("run", run.id.clone()),
+        (
+            "orchestration",
+            format!("{} (version {})", run.orchestration_id, run.orchestration_version),
+        ),
+        ("status", run.status.to_string()),
+        ("current step", output::or_dash(run.current_step_id.as_deref())),
+        ("started", output::time(run.created_at)),
+        ("duration", output::duration(run.created_at, run.updated_at)),
+        ("error", error_text(run.error.as_ref())),
+    ]);
+    println!();
+    let mut table = Table::new([
+        "STEP", "TYPE", "STATUS", "ATTEMPTS", "STARTED", "DURATION", "ERROR",
+    ]);
+    for step in run.steps.iter().flatten() {
+        table.row([
+            step.id.clone(),
+            step.kind.to_string(),
+            step.status.to_string(),
+            step.attempts.to_string(),
+            output::or_dash(step.started_at.map(output::time)),
+            match (step.started_at, step.finished_at) {
+                (Some(start), Some(end)) => output::duration(start, end),
+                _ => "-".into(),
+            },
+            error_code(step),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn error_code(step: &RunStep) -> String {
+    output::or_dash(
+        step.error
+            .as_ref()
+            .and_then(|error| error.get("code"))
+            .and_then(|code| code.as_str()),
+    )
+}
+
+/// `code: message` of a run's error, or `-`.
+fn error_text(error: Option<&serde_json::Value>) -> String {
+    match error {
+        Some(error) => format!(
+            "{}: {}",
+            error["code"].as_str().unwrap_or("error"),
+            error["message"].as_str().unwrap_or_default()
+        ),
+        None => "-".into(),
+    }
+}
+
+/// Prints a line whenever a step's status or attempt changes (with `-o json`, the
+/// run's JSON on one line), until the run ends.
+async fn watch(client: &Client, format: Format, run_id: &str) -> Result<()> {
+    let mut seen: HashMap<String, (StepStatus, i64)> = HashMap::new();
+    let mut last_status = None;
     loop {
-        let run = client.wait_run(run_id, POLL).await?;
-        let at = run.current_step_id.as_deref().unwrap_or("-");
-        let line = format!("{} (step {at})", run.status);
-        if line != last {
-            eprintln!("{line}");
-            last = line;
-        }
-        match run.status.as_str() {
-            "completed" => return print_json(&run),
-            "failed" | "cancelled" => {
-                print_json(&run)?;
-                bail!("run {run_id} {}", run.status);
+        let run = client.get_run(run_id).await?;
+        let mut changed = last_status != Some(run.status);
+        for step in run.steps.iter().flatten() {
+            let now = (step.status, step.attempts);
+            let before = seen.insert(step.id.clone(), now);
+            if before == Some(now) || (before.is_none() && step.status == StepStatus::Pending) {
+                continue;
             }
-            // Waiting on a human: ask again after a while rather than at once.
-            "waiting" => tokio::time::sleep(Duration::from_secs(1)).await,
-            _ => {}
+            changed = true;
+            if format == Format::Table {
+                let attempt = match step.attempts {
+                    0 | 1 => String::new(),
+                    n => format!(" (attempt {n})"),
+                };
+                let error = match step.status {
+                    StepStatus::Failed => format!("  {}", error_code(step)),
+                    _ => String::new(),
+                };
+                println!(
+                    "{}  {:<24} {}{attempt}{error}",
+                    output::time(run.updated_at),
+                    step.id,
+                    step.status
+                );
+            }
         }
+        last_status = Some(run.status);
+        if changed && format == Format::Json {
+            println!("{}", serde_json::to_string(&run)?);
+        }
+        if run.status.is_finished() {
+            if format == Format::Table {
+                println!(
+                    "run {} {} after {}",
+                    run.id,
+                    run.status,
+                    output::duration(run.created_at, run.updated_at)
+                );
+            }
+            if run.status != RunStatus::Completed {
+                bail!("run {run_id} {}: {}", run.status, error_text(run.error.as_ref()));
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
     }
 }

@@ -154,9 +154,19 @@ impl Runs {
         }
     }
 
-    /// The newest `limit` runs of an orchestration, newest first, without their steps.
-    pub async fn list(&self, orchestration_id: &str, limit: u32) -> Result<Vec<RunView>> {
-        let runs = self.engine.store.list_runs(orchestration_id, limit).await?;
+    /// The newest `limit` runs of an orchestration (only those in `status`, if
+    /// given), newest first, without their steps.
+    pub async fn list(
+        &self,
+        orchestration_id: &str,
+        status: Option<RunStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunView>> {
+        let runs = self
+            .engine
+            .store
+            .list_runs(orchestration_id, status, limit)
+            .await?;
         if runs.is_empty()
             && self
                 .engine

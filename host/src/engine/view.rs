@@ -7,44 +7,13 @@
 use crate::orchestrations::model::Definition;
 use crate::store::{RunRecord, RunStatus, StepRecord, StepStatus};
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::value::RawValue;
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunView {
-    pub id: String,
-    pub orchestration_id: String,
-    pub orchestration_version: i64,
-    pub status: RunStatus,
-    pub input: Box<RawValue>,
-    /// Absent in lists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<StepView>>,
-    /// The step the run is at (running or waiting), or where it stopped.
-    pub current_step_id: Option<String>,
-    pub error: Option<Box<RawValue>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+/// A run as the API shows it; stored JSON is passed through as text.
+pub type RunView = trellis_types::Run<Box<RawValue>>;
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepView {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub status: StepStatus,
-    pub attempts: i64,
-    pub output: Option<Box<RawValue>>,
-    pub error: Option<Box<RawValue>>,
-    /// A compute step's function logs from its latest attempt.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logs: Option<Box<RawValue>>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
+/// One step of a [`RunView`].
+pub type StepView = trellis_types::RunStep<Box<RawValue>>;
 
 /// A run with every step of its definition.
 pub fn full(run: RunRecord, records: Vec<StepRecord>, definition: &Definition) -> Result<RunView> {
@@ -95,7 +64,7 @@ pub fn full(run: RunRecord, records: Vec<StepRecord>, definition: &Definition) -
 /// A run without its steps, for lists.
 pub fn summary(run: RunRecord) -> Result<RunView> {
     Ok(RunView {
-        input: RawValue::from_string(run.input).context("a stored run input is not JSON")?,
+        input: Some(RawValue::from_string(run.input).context("a stored run input is not JSON")?),
         error: raw(run.error)?,
         id: run.id,
         orchestration_id: run.orchestration_id,

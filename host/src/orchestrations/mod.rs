@@ -2,18 +2,18 @@
 //! step-scoped `encryptedParams` (ARCHITECTURE.md §4), and the step input the engine
 //! hands to a compute step. The REST API, MCP and CLI all go through here.
 
+pub mod body;
 pub mod input;
 pub mod keys;
 pub mod model;
 pub mod params;
+pub mod step_ids;
 pub mod validate;
 
 use crate::secrets::Keyring;
 use crate::store::{OrchestrationRecord, Store, UpdateOutcome};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use model::{Definition, Step};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -40,16 +40,7 @@ pub enum OrchestrationsError {
 pub type Result<T, E = OrchestrationsError> = std::result::Result<T, E>;
 
 /// What every read returns: the definition with every secret masked.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Orchestration {
-    pub id: String,
-    pub version: i64,
-    #[serde(flatten)]
-    pub definition: Definition,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use model::Orchestration;
 
 #[derive(Clone)]
 pub struct Orchestrations {
@@ -62,7 +53,9 @@ impl Orchestrations {
         Self { store, keyring }
     }
 
+    /// Stores a new definition; steps sent without an id get one.
     pub async fn create(&self, mut definition: Definition) -> Result<Orchestration> {
+        step_ids::assign(&mut definition);
         self.check(&definition).await?;
         let id = uuid::Uuid::new_v4().to_string();
         params::seal_sent(&mut definition, None, &id, &self.keyring)?;
@@ -89,6 +82,7 @@ impl Orchestrations {
     /// Full replace under the rules of §4: new secrets are sealed, `encrypted: true`
     /// entries keep the stored blob of the same step and name, omitted ones go.
     pub async fn update(&self, id: &str, mut definition: Definition) -> Result<Orchestration> {
+        step_ids::assign(&mut definition);
         self.check(&definition).await?;
         let current = self.current(id).await?;
         let previous = parse(&current.definition)?;

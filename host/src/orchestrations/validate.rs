@@ -31,11 +31,14 @@ fn invalid(message: impl Into<String>) -> InvalidDefinition {
     InvalidDefinition(message.into())
 }
 
+/// Longest step id: room for a functionId (63) and a short suffix.
+pub const MAX_STEP_ID_BYTES: usize = 64;
+
 /// Step ids appear in the associated data of sealed params (`|`-separated), in URLs
 /// and in templates, so they are plain identifiers.
 pub fn valid_step_id(id: &str) -> bool {
     let bytes = id.as_bytes();
-    (1..=64).contains(&bytes.len())
+    (1..=MAX_STEP_ID_BYTES).contains(&bytes.len())
         && bytes[0].is_ascii_alphanumeric()
         && bytes
             .iter()

@@ -3,7 +3,6 @@
 //! dropped and counted; the guest never sees an error, so a chatty function still
 //! finishes, and the record says how much was cut.
 
-use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -26,34 +25,7 @@ const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Room kept for the panic message that explains a trap, even after a flood.
 const PANIC_RESERVE_BYTES: usize = MAX_LINE_BYTES + ENTRY_OVERHEAD_BYTES;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-/// Where an entry came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The `log` import (`trellis_guest::log::info!` and friends).
-    Log,
-    Stdout,
-    Stderr,
-    /// Written by Trellis itself, e.g. the truncation notice.
-    Host,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LogEntry {
-    pub level: Level,
-    pub source: Source,
-    pub message: String,
-}
+pub use trellis_types::{LogEntry, LogLevel as Level, LogSource as Source};
 
 /// The most recent panic message the guest SDK logged, to explain a trap.
 pub fn panic_message(entries: &[LogEntry]) -> Option<&str> {

@@ -16,8 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
-/// What every read path shows instead of an encrypted value.
-pub const MASK: &str = "********";
+pub use trellis_types::MASK;
 
 /// GCM's standard 96-bit IV: the only length that needs no extra GHASH pass.
 const IV_BYTES: usize = 12;

@@ -27,53 +27,9 @@ pub use sqlite::SqliteStore;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 
-/// How a function runs. Stored as JSON; ranges are validated by the API layer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct FunctionSettings {
-    /// Wall-clock deadline for one invocation.
-    pub timeout_ms: u32,
-    /// Cap on the guest's linear memory.
-    pub memory_limit_mb: u32,
-    /// Outbound HTTP destinations (`https://api.github.com`, `*.example.com`).
-    pub allowed_hosts: Vec<String>,
-    /// Whether the function gets an empty, size-capped scratch directory.
-    pub scratch_dir: bool,
-}
-
-impl Default for FunctionSettings {
-    fn default() -> Self {
-        FunctionSettings {
-            // Long enough for a few outbound HTTP calls, short enough that a stuck
-            // function does not hold a worker for long.
-            timeout_ms: 30_000,
-            // Comfortable for typical Rust components (a few MiB of heap) while letting
-            // a 2-core host run dozens of invocations at once.
-            memory_limit_mb: 128,
-            // Sandbox default: no network, no filesystem.
-            allowed_hosts: Vec::new(),
-            scratch_dir: false,
-        }
-    }
-}
-
-/// A stored function without its bytes (which can be megabytes).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionRecord {
-    pub id: String,
-    /// 1 on creation, +1 on every upload of different bytes.
-    pub version: i64,
-    /// Lowercase hex SHA-256 of the bytes, as given by the caller.
-    pub sha256: String,
-    pub size_bytes: i64,
-    pub created_at: DateTime<Utc>,
-    /// Changes on replacement and on a settings update, not on an identical upload.
-    pub updated_at: DateTime<Utc>,
-    pub settings: FunctionSettings,
-}
+/// A stored function without its bytes (which can be megabytes), as the API shows it.
+pub use trellis_types::{Function as FunctionRecord, FunctionSettings};
 
 /// What [`Store::put_function`] did.
 #[derive(Debug, Clone, PartialEq)]

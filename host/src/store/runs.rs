@@ -15,76 +15,7 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
-/// Run status, as stored and as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Pending,
-    Running,
-    Waiting,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-/// Step status, as stored and as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepStatus {
-    Pending,
-    Running,
-    Waiting,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-}
-
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),* }
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = anyhow::Error;
-            fn try_from(text: String) -> Result<Self> {
-                match text.as_str() {
-                    $($text => Ok(Self::$variant),)*
-                    other => anyhow::bail!(concat!("unknown ", stringify!($name), " `{}` in the database"), other),
-                }
-            }
-        }
-    };
-}
-
-text_enum!(RunStatus {
-    Pending => "pending",
-    Running => "running",
-    Waiting => "waiting",
-    Completed => "completed",
-    Failed => "failed",
-    Cancelled => "cancelled",
-});
-
-text_enum!(StepStatus {
-    Pending => "pending",
-    Running => "running",
-    Waiting => "waiting",
-    Succeeded => "succeeded",
-    Failed => "failed",
-    Skipped => "skipped",
-    Cancelled => "cancelled",
-});
-
-impl RunStatus {
-    /// Completed, failed and cancelled runs never change again.
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-}
+pub use trellis_types::{RunStatus, StepStatus};
 
 /// A `runs` row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -276,6 +207,7 @@ pub(super) trait RunBackend {
     fn list_runs(
         &self,
         orchestration_id: &str,
+        status: Option<RunStatus>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RunRecord>>> + Send;
 
@@ -341,8 +273,15 @@ impl Store {
     }
 
     /// The newest `limit` runs of an orchestration, newest first.
-    pub async fn list_runs(&self, orchestration_id: &str, limit: u32) -> Result<Vec<RunRecord>> {
-        dispatch!(self, b => b.list_runs(orchestration_id, limit))
+    /// The newest `limit` runs of an orchestration, newest first, optionally only
+    /// those in `status`.
+    pub async fn list_runs(
+        &self,
+        orchestration_id: &str,
+        status: Option<RunStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        dispatch!(self, b => b.list_runs(orchestration_id, status, limit))
     }
 
     /// When the next run falls due (including leases that may expire).

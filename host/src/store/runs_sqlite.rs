@@ -266,14 +266,21 @@ impl RunBackend for SqliteStore {
         }
     }
 
-    async fn list_runs(&self, orchestration_id: &str, limit: u32) -> Result<Vec<RunRecord>> {
+    async fn list_runs(
+        &self,
+        orchestration_id: &str,
+        status: Option<RunStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
         sqlx::query_as(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs WHERE orchestration_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+            " FROM runs WHERE orchestration_id = $1 AND ($3 IS NULL OR status = $3)",
+            " ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
         .bind(orchestration_id)
         .bind(limit)
+        .bind(status.map(RunStatus::as_str))
         .fetch_all(&self.pool)
         .await
         .context("listing runs")

@@ -1,0 +1,64 @@
+//! `POST /mcp`: the MCP streamable HTTP endpoint, behind the same bearer auth as
+//! `/v1`. The protocol is `rmcp`'s ([`crate::mcp`]); this route adds one thing:
+//! a session id. The server keeps no session, but clients and test suites expect
+//! `initialize` to name one, so a fresh id is minted there and a request's own id is
+//! echoed back. Any node accepts any id: the id carries nothing, and every request
+//! is authenticated by its token.
+
+use super::AppState;
+use super::openapi::{Operation, Routes};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use tower::ServiceExt;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// The MCP service this node serves at `/mcp`.
+#[derive(Clone)]
+pub struct McpEndpoint {
+    service: rmcp::transport::streamable_http_server::StreamableHttpService<
+        crate::mcp::TrellisMcp,
+        rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+    >,
+}
+
+impl McpEndpoint {
+    /// `api_url` is this node's REST API; `allowed_hosts` the `Host` names accepted.
+    pub fn new(api_url: String, allowed_hosts: Vec<String>) -> Self {
+        Self {
+            service: crate::mcp::http_service(api_url, allowed_hosts),
+        }
+    }
+}
+
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Operation::post("/mcp", "mcp", "MCP streamable HTTP endpoint (JSON-RPC)")
+            .describe("The Model Context Protocol for AI agents: tools for orchestrations, functions and runs, each calling this API with the request's bearer token. Send JSON-RPC messages with `Accept: application/json, text/event-stream`. Stateless: any node answers any request.")
+            .body::<serde_json::Value>()
+            .returns::<serde_json::Value>(StatusCode::OK)
+            .errors(&[403, 406, 413, 415]),
+        serve,
+    )
+}
+
+async fn serve(State(state): State<AppState>, request: Request) -> Response {
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .filter(|id| id.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value")
+        });
+    let mut response = match state.mcp.service.oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    if response.status().is_success() {
+        response.headers_mut().insert(SESSION_HEADER, session);
+    }
+    response
+}

@@ -1,0 +1,172 @@
+//! The MCP server, on the official Rust SDK (`rmcp`): `trellis mcp` over stdio,
+//! talking to a running server, and streamable HTTP at `/mcp` on the server itself.
+//! Both answer every tool by calling the REST API with the caller's token
+//! ([`tools`]), so MCP can do nothing the API would not let that token do, and shows
+//! nothing the API would not show: results are the API's masked JSON.
+//!
+//! Over HTTP the server is stateless: no session lives on the node that answered
+//! `initialize`, so several nodes behind a load balancer can each answer any request.
+
+pub mod tools;
+
+use anyhow::Context;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::json;
+use std::sync::{Arc, OnceLock};
+use tools::Failure;
+use trellis_client::Client;
+
+const INSTRUCTIONS: &str = "Trellis hosts WebAssembly functions and runs orchestrations of them: compute steps (a function call), approval steps (a person decides), decision steps and delays. Typical use: list_functions to see what can be called; create_orchestration with steps; start_run; wait_run until it completes or waits on an approval; approve_step or reject_step. Compute steps carry their secrets in `encryptedParams` (`{ \"value\": \"…\", \"encrypt\": true }`); they are never shown again, only masked as `{ \"value\": \"********\", \"encrypted\": true }`, which you send back unchanged on update_orchestration to keep a secret.";
+
+/// The tool handler. `client` is the API it calls; over HTTP, each call uses the
+/// bearer token of the request that carried it.
+#[derive(Clone)]
+pub struct TrellisMcp {
+    client: Client,
+    token_from_request: bool,
+}
+
+impl TrellisMcp {
+    /// For stdio: every call acts with `client`'s token.
+    pub fn with_client(client: Client) -> Self {
+        Self {
+            client,
+            token_from_request: false,
+        }
+    }
+
+    /// For `/mcp`: every call acts with the bearer token of its HTTP request
+    /// (already checked by the API's auth), against the API at `client`'s URL.
+    pub fn per_request(client: Client) -> Self {
+        Self {
+            client,
+            token_from_request: true,
+        }
+    }
+
+    fn client_for(&self, context: &RequestContext<RoleServer>) -> Result<Client, ErrorData> {
+        if !self.token_from_request {
+            return Ok(self.client.clone());
+        }
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(axum::http::header::AUTHORIZATION))
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(|token| self.client.with_token(token))
+            .ok_or_else(|| ErrorData::invalid_request("missing bearer token", None))
+    }
+}
+
+fn catalogue() -> &'static [Tool] {
+    static TOOLS: OnceLock<Vec<Tool>> = OnceLock::new();
+    TOOLS.get_or_init(tools::catalogue)
+}
+
+impl ServerHandler for TrellisMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("trellis", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(catalogue().to_vec()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        catalogue().iter().find(|tool| tool.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let client = self.client_for(&context)?;
+        let arguments = request.arguments.unwrap_or_default();
+        let result = match tools::call(&client, &request.name, arguments).await {
+            Ok(value) => CallToolResult::structured(value),
+            Err(Failure::UnknownTool) => {
+                return Err(ErrorData::invalid_params(
+                    format!("no tool `{}`; tools/list names them", shown(&request.name)),
+                    None,
+                ));
+            }
+            Err(Failure::Arguments(message)) => {
+                CallToolResult::error(vec![ContentBlock::text(format!("invalid arguments: {message}"))])
+            }
+            Err(Failure::Api(error)) => api_error(&error),
+        };
+        Ok(result.into())
+    }
+}
+
+/// An API error as a tool error: the text says `code: message`, the structured
+/// content is the API's error body (with the HTTP status), never more.
+fn api_error(error: &trellis_client::Error) -> CallToolResult {
+    let body = match error {
+        trellis_client::Error::Api {
+            status,
+            code,
+            message,
+            ..
+        } => json!({ "error": { "code": code, "message": message, "status": status } }),
+        other => json!({ "error": { "code": "unavailable", "message": other.to_string() } }),
+    };
+    let text = format!(
+        "{}: {}",
+        body["error"]["code"].as_str().unwrap_or_default(),
+        body["error"]["message"].as_str().unwrap_or_default()
+    );
+    let mut result = CallToolResult::structured_error(body);
+    result.content = vec![ContentBlock::text(text)];
+    result
+}
+
+/// A tool name as shown in an error: it came from the caller, so it is cut.
+fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+/// `trellis mcp`: serves MCP on stdin/stdout until the client closes it. Logs go to
+/// stderr; stdout carries only the protocol.
+pub async fn serve_stdio(client: Client) -> anyhow::Result<()> {
+    let running = TrellisMcp::with_client(client)
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("starting MCP on stdio")?;
+    running.waiting().await.context("serving MCP on stdio")?;
+    Ok(())
+}
+
+/// The streamable HTTP service behind `/mcp`. `api_url` is where this node's own
+/// REST API answers; `allowed_hosts` are the `Host` names clients may use (DNS
+/// rebinding protection: a browser page on another name is refused with 403).
+pub fn http_service(
+    api_url: String,
+    allowed_hosts: Vec<String>,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    TrellisMcp,
+    rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts)
+        // The REST API's own JSON limit: a tool's arguments are at most a REST body.
+        .with_max_request_body_bytes(crate::api::JSON_LIMIT + 64 * 1024);
+    let handler = TrellisMcp::per_request(Client::new(api_url, String::new()));
+    StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(Default::default()), config)
+}
