@@ -97,6 +97,13 @@ fn cli(data_dir: &Path, url: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The CLI with `-o json`: exactly the API's JSON on stdout.
+fn cli_json(data_dir: &Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    cli(data_dir, url, &args)
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
 }
@@ -120,9 +127,9 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
         & 0o777;
     assert_eq!(mode, 0o600, "only the owner may read the token");
 
-    let (ok, out, err) = cli(data.path(), &server.url, &["functions", "list"]);
+    let (ok, out, err) = cli_json(data.path(), &server.url, &["functions", "list"]);
     assert!(ok, "{err}");
-    let ids: Vec<_> = json(&out)
+    let ids: Vec<_> = json(&out)["data"]
         .as_array()
         .expect("a list")
         .iter()
@@ -131,7 +138,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
     assert_eq!(ids, ["digest", "echo", "evaluate-request"]);
 
     let request = r#"{"org":"acme","name":"payments-api"}"#;
-    let (ok, out, err) = cli(
+    let (ok, out, err) = cli_json(
         data.path(),
         &server.url,
         &["functions", "invoke", "evaluate-request", request],
@@ -141,7 +148,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
 
     let echo = examples_dir().join("echo.wasm");
     let echo = echo.to_str().expect("a UTF-8 path");
-    let (ok, out, err) = cli(
+    let (ok, out, err) = cli_json(
         data.path(),
         &server.url,
         &["functions", "upload", "my-echo", echo],
@@ -149,7 +156,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
     assert!(ok, "{err}");
     assert_eq!(json(&out)["version"], 1);
 
-    let (ok, out, err) = cli(
+    let (ok, out, err) = cli_json(
         data.path(),
         &server.url,
         &["functions", "settings", "my-echo", "--timeout-ms", "1500"],
@@ -157,7 +164,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
     assert!(ok, "{err}");
     assert_eq!(json(&out)["settings"]["timeoutMs"], 1500);
 
-    let (ok, out, err) = cli(data.path(), &server.url, &["functions", "get", "my-echo"]);
+    let (ok, out, err) = cli_json(data.path(), &server.url, &["functions", "get", "my-echo"]);
     assert!(ok, "{err}");
     assert_eq!(json(&out)["settings"]["timeoutMs"], 1500);
 
@@ -173,7 +180,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
         &["functions", "invoke", "echo", "{not json"],
     );
     assert!(!ok);
-    assert!(err.contains("params are not JSON"), "{err}");
+    assert!(err.contains("params: not JSON"), "{err}");
 
     // A restart reuses the stored token and does not print it again.
     drop(server);
@@ -356,50 +363,292 @@ fn orchestrations_and_runs_from_the_cli() {
     let data = tempfile::tempdir().expect("tempdir");
     let logs = tempfile::tempdir().expect("tempdir");
     let server = serve(data.path(), &logs.path().join("runs.out"));
-    let run_cli = |args: &[&str]| cli(data.path(), &server.url, args);
+    let table = |args: &[&str]| cli(data.path(), &server.url, args);
+    let api = |args: &[&str]| cli_json(data.path(), &server.url, args);
 
+    // A definition in a file, with a secret and a step left for the server to name.
+    let secret = "sk_live_cli_never_shown_0123";
     let definition = data.path().join("definition.json");
     std::fs::write(
         &definition,
-        r#"{ "name": "provision", "steps": [
-            { "id": "evaluate", "type": "compute", "functionId": "evaluate-request" },
-            { "id": "gate", "type": "approval", "message": "Create it?" },
-            { "id": "provision", "type": "compute", "functionId": "digest" } ] }"#,
+        format!(
+            r#"{{ "name": "provision", "steps": [
+            {{ "id": "evaluate", "type": "compute", "functionId": "evaluate-request" }},
+            {{ "id": "gate", "type": "approval", "message": "Create it?" }},
+            {{ "type": "compute", "functionId": "digest",
+               "encryptedParams": {{ "API_KEY": {{ "value": "{secret}", "encrypt": true }} }} }} ] }}"#
+        ),
     )
     .expect("writing the definition");
-    let (ok, out, err) = run_cli(&["orchestrations", "create", &format!("@{}", definition.display())]);
+    let file = definition.to_str().expect("a UTF-8 path");
+    let (ok, out, err) = table(&["orchestrations", "create", "-f", file]);
     assert!(ok, "{err}");
-    let orchestration = json(&out)["id"].as_str().expect("an id").to_owned();
+    assert!(out.contains("STEP") && out.contains("SECRETS"), "{out}");
+    let digest_row = out
+        .lines()
+        .find(|line| line.starts_with("digest"))
+        .expect("the named step");
+    assert!(
+        digest_row.contains("calls digest") && digest_row.contains("API_KEY"),
+        "{out}"
+    );
+    assert!(!out.contains(secret), "{out}");
+    let orchestration = out
+        .lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .expect("the id line")
+        .trim()
+        .to_owned();
 
+    let (ok, out, err) = api(&["orchestrations", "get", &orchestration]);
+    assert!(ok, "{err}");
+    let read = json(&out);
+    assert_eq!(
+        read["steps"][2]["encryptedParams"]["API_KEY"],
+        serde_json::json!({ "value": "********", "encrypted": true })
+    );
+    // Sent back as read (from stdin), the secret is kept and the version moves on.
+    let mut back = read.clone();
+    for field in ["id", "version", "createdAt", "updatedAt"] {
+        back.as_object_mut().expect("an object").remove(field);
+    }
+    let mut update = Command::new(TRELLIS)
+        .args([
+            "-o",
+            "json",
+            "orchestrations",
+            "update",
+            &orchestration,
+            "-f",
+            "-",
+        ])
+        .args(["--url", &server.url, "--data-dir"])
+        .arg(data.path())
+        .env_remove("TRELLIS_API_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning update");
+    std::io::Write::write_all(
+        &mut update.stdin.take().expect("stdin"),
+        back.to_string().as_bytes(),
+    )
+    .expect("writing stdin");
+    let output = update.wait_with_output().expect("update");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json(&String::from_utf8_lossy(&output.stdout))["version"], 2);
+
+    let (ok, out, err) = table(&["orchestrations", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("ID") && out.contains(&orchestration) && out.contains("provision"),
+        "{out}"
+    );
+    let (ok, out, err) = api(&["orchestrations", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["data"][0]["id"], orchestration.as_str());
+
+    // A run: start and wait shows the timeline, waiting at the gate.
     let input = r#"{"org":"acme","name":"payments-api"}"#;
-    let (ok, out, err) = run_cli(&["runs", "start", &orchestration, input, "--wait"]);
+    let (ok, out, err) = table(&["runs", "start", &orchestration, input, "--wait"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("status:") && out.contains("waiting"), "{out}");
+    let timeline: Vec<&str> = out.lines().skip_while(|line| !line.starts_with("STEP")).collect();
+    assert!(
+        timeline[0].contains("ATTEMPTS") && timeline[0].contains("ERROR"),
+        "{out}"
+    );
+    assert!(
+        timeline[1].starts_with("evaluate") && timeline[1].contains("succeeded"),
+        "{out}"
+    );
+    assert!(
+        timeline[2].starts_with("gate") && timeline[2].contains("waiting"),
+        "{out}"
+    );
+    let run_id = out
+        .lines()
+        .find_map(|line| line.strip_prefix("run:"))
+        .expect("the run line")
+        .trim()
+        .to_owned();
+
+    let (ok, out, err) = table(&["runs", "list", &orchestration, "--status", "waiting"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&run_id) && out.contains("gate"), "{out}");
+    let (ok, out, err) = api(&["runs", "list", &orchestration, "--status", "completed"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["data"], serde_json::json!([]));
+
+    let (ok, _, err) = table(&["runs", "approve", &run_id, "gate", "--comment", "ship it"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = table(&["runs", "watch", &run_id]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|line| line.contains(" digest ") && line.contains("succeeded")),
+        "{out}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("run {run_id} completed after")),
+        "{out}"
+    );
+    let (ok, out, err) = api(&["runs", "get", &run_id]);
     assert!(ok, "{err}");
     let run = json(&out);
-    assert_eq!(run["status"], "waiting", "{run}");
-    let run_id = run["id"].as_str().expect("an id").to_owned();
-    assert_eq!(run["steps"][0]["output"]["decision"], "approve");
-
-    let (ok, _, err) = run_cli(&["runs", "approve", &run_id, "gate", "--comment", "ship it"]);
-    assert!(ok, "{err}");
-    let (ok, out, err) = run_cli(&["runs", "watch", &run_id]);
-    assert!(ok, "{err}");
-    assert_eq!(json(&out)["status"], "completed");
-    assert!(err.contains("completed"), "watch reports the status: {err}");
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["steps"][1]["output"]["comment"], "ship it");
+    assert!(!out.contains(secret), "{out}");
 
     // A rejected run: watch says so and exits non-zero.
-    let (ok, out, err) = run_cli(&["runs", "start", &orchestration, input, "--wait"]);
+    let (ok, out, err) = api(&["runs", "start", &orchestration, input, "--wait"]);
     assert!(ok, "{err}");
     let rejected = json(&out)["id"].as_str().expect("an id").to_owned();
-    let (ok, _, err) = run_cli(&["runs", "reject", &rejected, "gate"]);
+    let (ok, _, err) = table(&["runs", "reject", &rejected, "gate"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = run_cli(&["runs", "watch", &rejected]);
+    let (ok, _, err) = table(&["runs", "watch", &rejected]);
     assert!(!ok, "watch fails for a failed run");
     assert!(err.contains("failed"), "{err}");
 
-    let (ok, out, err) = run_cli(&["runs", "list", &orchestration]);
+    // A cancelled one, with JSON from start.
+    let (ok, out, err) = api(&["runs", "start", &orchestration, input]);
     assert!(ok, "{err}");
-    assert_eq!(json(&out).as_array().expect("a list").len(), 2);
-    let (ok, _, err) = run_cli(&["runs", "approve", &run_id, "gate"]);
+    assert_eq!(json(&out)["status"], "pending");
+    let cancelled = json(&out)["id"].as_str().expect("an id").to_owned();
+    let (ok, out, err) = api(&["runs", "cancel", &cancelled]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["status"], "cancelled");
+
+    let (ok, _, err) = table(&["runs", "approve", &run_id, "gate"]);
     assert!(!ok, "a decided step cannot be decided again");
     assert!(err.contains("run_state_conflict"), "{err}");
+
+    let (ok, _, err) = table(&["orchestrations", "delete", &orchestration]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = table(&["orchestrations", "get", &orchestration]);
+    assert!(!ok && err.contains("orchestration_not_found"), "{err}");
+    assert!(
+        !std::fs::read_to_string(logs.path().join("runs.out"))
+            .unwrap_or_default()
+            .contains(secret)
+    );
+}
+
+#[test]
+fn global_options_go_anywhere_and_errors_say_what_to_do() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let server = serve(data.path(), &logs.path().join("global.out"));
+    let token = std::fs::read_to_string(data.path().join("api-token")).expect("token");
+    let token = token.trim();
+    let run = |args: &[&str]| {
+        let output = Command::new(TRELLIS)
+            .args(args)
+            .env_remove("TRELLIS_API_TOKEN")
+            .env_remove("TRELLIS_URL")
+            .env("TRELLIS_DATA_DIR", "/nonexistent")
+            .output()
+            .expect("running the CLI");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for args in [
+        vec![
+            "--url",
+            &server.url,
+            "--token",
+            token,
+            "-o",
+            "json",
+            "functions",
+            "list",
+        ],
+        vec![
+            "functions",
+            "--url",
+            &server.url,
+            "list",
+            "--token",
+            token,
+            "-o",
+            "json",
+        ],
+        vec![
+            "functions",
+            "list",
+            "-o",
+            "json",
+            "--token",
+            token,
+            "--url",
+            &server.url,
+        ],
+    ] {
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert_eq!(json(&out)["data"].as_array().map(Vec::len), Some(3), "{args:?}");
+    }
+
+    // Nothing listening: one sentence saying what to check, no repeated error chain.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let (ok, _, err) = run(&[
+        "functions",
+        "list",
+        "--url",
+        &format!("http://{closed}"),
+        "--token",
+        token,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "cannot reach Trellis at http://{closed}: is `trellis serve` running there?"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches(&closed.to_string()).count(), 1, "{err}");
+
+    // A wrong token: the API's code, and where a token comes from.
+    let (ok, _, err) = run(&[
+        "functions",
+        "list",
+        "--url",
+        &server.url,
+        "--token",
+        "wrong-token-0123456789",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unauthorized") && err.contains("hint:"), "{err}");
+
+    // No token at all: how to give one.
+    let (ok, _, err) = run(&["functions", "list", "--url", &server.url]);
+    assert!(!ok);
+    assert!(err.contains("pass --token or set TRELLIS_API_TOKEN"), "{err}");
+
+    let (ok, out, err) = run(&["completions", "bash"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("_trellis") && out.contains("orchestrations"),
+        "a bash completion script"
+    );
+    let (ok, out, err) = run(&["completions", "zsh"]);
+    assert!(ok && out.contains("#compdef trellis"), "{err}");
+
+    let (ok, out, err) = run(&["openapi"]);
+    assert!(ok, "{err}");
+    let document = json(&out);
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/v1/orchestrations"]["post"].is_object());
 }

@@ -2,11 +2,13 @@
 //! backends, the real server on loopback ([`server`]), and the compiled example and
 //! hostile functions ([`component`]).
 
+pub mod auth_proxy;
 pub mod db;
 pub mod logs;
 pub mod mock_github;
 pub mod search;
 pub mod server;
+pub mod tools;
 
 pub use server::{Backend, Options, Stopped, TOKEN, TestServer, keyring_json};
 

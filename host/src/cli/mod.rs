@@ -226,5 +226,5 @@ fn read_json(arg: Option<&str>, what: &str) -> anyhow::Result<Option<serde_json:
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|error| anyhow::anyhow!("{what} is not JSON: {}", crate::json::describe_error(&error)))
+        .map_err(|error| anyhow::anyhow!("{what}: not JSON: {}", crate::json::describe_error(&error)))
 }
