@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod functions;
 pub mod json;
+pub mod logging;
 pub mod mcp;
 pub mod orchestrations;
 pub mod runtime;

@@ -27,10 +27,11 @@ impl Write for Capture {
     }
 }
 
-/// Installs the capturing subscriber (once per process; later calls do nothing).
+/// Installs the capturing subscriber (once per process; later calls do nothing),
+/// with the filter the server itself uses.
 pub fn capture() {
     let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_env_filter(trellis::logging::filter("debug"))
         .with_ansi(false)
         .with_writer(|| Capture)
         .try_init();

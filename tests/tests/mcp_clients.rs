@@ -4,10 +4,11 @@
 
 use std::process::Command;
 use trellis_tests::tools::{npm_package, python, repo_root, run_to_success, trellis_binary};
-use trellis_tests::{Backend, TOKEN, TestServer, component, on_both_backends};
+use trellis_tests::{Backend, TOKEN, TestServer, component, logs, on_both_backends};
 
-/// A server with the functions the MCP scenario uses.
+/// A server with the functions the MCP scenario uses, its log captured at DEBUG.
 async fn server(backend: Backend) -> TestServer {
+    logs::capture();
     let server = TestServer::start(backend).await;
     for name in ["echo", "digest"] {
         server
@@ -29,10 +30,23 @@ async fn python_scenario(server: &TestServer, transport: &str) {
         .env("TRELLIS_API_TOKEN", TOKEN)
         .env("TRELLIS_BIN", trellis_binary());
     let what = format!("the Python MCP client over {transport}");
-    tokio::task::spawn_blocking(move || run_to_success(script, &what))
+    let output = tokio::task::spawn_blocking(move || run_to_success(script, &what))
         .await
         .expect("the Python client");
+    // The scenario's secrets are `sk_live_` and random hex; it searched every result
+    // (and `trellis mcp`'s stderr) itself. The server's own log must not hold one.
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.starts_with("ok")),
+        "the scenario reported no checks"
+    );
+    let log = logs::captured();
+    assert!(!log.contains(SECRET_PREFIX), "a secret reached the server's log");
 }
+
+/// How every secret the Python scenario creates begins.
+const SECRET_PREFIX: &str = "sk_live_";
 
 async fn python_sdk_over_stdio(backend: Backend) {
     python_scenario(&server(backend).await, "stdio").await;

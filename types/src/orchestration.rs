@@ -127,10 +127,11 @@ pub struct ComputeStep {
 /// | form | fields |
 /// |---|---|
 /// | sent | `value` with `encrypt: true` (a new secret), `encrypt: false` or neither (plain), or `value: "********", encrypted: true` (keep what is stored) |
-/// | stored | `value` is the blob `iv:ciphertext:tag` with `encrypted: true, keyVersion`, or plain text with `encrypted: false` |
 /// | read back | `value: "********", encrypted: true`, or plain text with `encrypted: false` |
-///
-/// `Debug` never prints `value`: in the sent form it is a plaintext secret.
+//
+// Stored, `value` is the blob `iv:ciphertext:tag` with `encrypted: true` and
+// `keyVersion`; that form never leaves the server. `Debug` never prints `value`: in
+// the sent form it is a plaintext secret.
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParamEntry {

@@ -1,9 +1,10 @@
 //! `POST /mcp`: the MCP streamable HTTP endpoint, behind the same bearer auth as
 //! `/v1`. The protocol is `rmcp`'s ([`crate::mcp`]); this route adds one thing:
 //! a session id. The server keeps no session, but clients and test suites expect
-//! `initialize` to name one, so a fresh id is minted there and a request's own id is
-//! echoed back. Any node accepts any id: the id carries nothing, and every request
-//! is authenticated by its token.
+//! `initialize` to name one, so an answer to a request without an id (initialize
+//! is one) carries a fresh one, and a request's own id is echoed back. Any node
+//! accepts any id: the id carries nothing, and every request is authenticated by
+//! its token.
 
 use super::AppState;
 use super::openapi::{Operation, Routes};
@@ -45,19 +46,33 @@ pub fn routes() -> Routes {
 }
 
 async fn serve(State(state): State<AppState>, request: Request) -> Response {
-    let session = request
+    // The spec's session ids: visible ASCII. 128 bytes is room for any UUID or hash.
+    let sent = request
         .headers()
         .get(SESSION_HEADER)
-        .filter(|id| id.len() <= 128)
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value")
-        });
+        .filter(|id| id.len() <= 128 && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)))
+        .cloned();
     let mut response = match state.mcp.service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     };
-    if response.status().is_success() {
+    // rmcp answers an unparsable body with serde's message, which can quote a
+    // value that was sent (a secret in a tool's arguments): say what is wrong
+    // without it.
+    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        *response.body_mut() = Body::from(
+            "Unsupported Media Type: the body must be one JSON-RPC message, sent as application/json",
+        );
+        response.headers_mut().remove(axum::http::header::CONTENT_LENGTH);
+    }
+    let session = match sent {
+        Some(id) if response.status().is_success() => Some(id),
+        None if response.status() == StatusCode::OK => {
+            Some(HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value"))
+        }
+        _ => None,
+    };
+    if let Some(session) = session {
         response.headers_mut().insert(SESSION_HEADER, session);
     }
     response

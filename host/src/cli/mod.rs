@@ -196,8 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs to stderr; `RUST_LOG` filters (default `info`), `TRELLIS_LOG_FORMAT=json`
 /// switches to one JSON object per line.
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = crate::logging::filter(&directives);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -70,8 +70,21 @@ fn catalogue() -> &'static [Tool] {
 }
 
 impl ServerHandler for TrellisMcp {
+    // Logging is deprecated for the protocol's next version (SEP-2577) but part of
+    // 2025-11-25, which clients speak today.
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        // Tools are the whole offer. Resources and prompts are declared so clients
+        // that ask get an empty list rather than "method not found"; logging so a
+        // client may set a level (Trellis sends no log notifications: its logs
+        // stay on the server, where secrets are kept out of them).
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .enable_logging()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("trellis", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -82,6 +95,15 @@ impl ServerHandler for TrellisMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(catalogue().to_vec()))
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -112,25 +134,28 @@ impl ServerHandler for TrellisMcp {
     }
 }
 
-/// An API error as a tool error: the text says `code: message`, the structured
-/// content is the API's error body (with the HTTP status), never more.
+/// An API error as a tool error, with the API's code and message.
 fn api_error(error: &trellis_client::Error) -> CallToolResult {
-    let body = match error {
+    match error {
         trellis_client::Error::Api {
             status,
             code,
             message,
             ..
-        } => json!({ "error": { "code": code, "message": message, "status": status } }),
-        other => json!({ "error": { "code": "unavailable", "message": other.to_string() } }),
-    };
-    let text = format!(
-        "{}: {}",
-        body["error"]["code"].as_str().unwrap_or_default(),
-        body["error"]["message"].as_str().unwrap_or_default()
-    );
+        } => tool_error(code, message, Some(*status)),
+        other => tool_error("unavailable", &other.to_string(), None),
+    }
+}
+
+/// A tool error: the text says `code: message`; the structured content is the API's
+/// error body (with the HTTP status when the API answered), never more.
+fn tool_error(code: &str, message: &str, status: Option<u16>) -> CallToolResult {
+    let mut body = json!({ "error": { "code": code, "message": message } });
+    if let Some(status) = status {
+        body["error"]["status"] = status.into();
+    }
     let mut result = CallToolResult::structured_error(body);
-    result.content = vec![ContentBlock::text(text)];
+    result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
     result
 }
 
@@ -161,10 +186,24 @@ pub fn http_service(
     rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
 > {
     use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    // A browser page may only call from an origin on an allowed host (any port):
+    // with the Host check, this keeps DNS-rebinding and cross-site pages out.
+    let allowed_origins: Vec<String> = allowed_hosts
+        .iter()
+        .flat_map(|host| {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            [format!("http://{host}:*"), format!("https://{host}:*")]
+        })
+        .collect();
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_allowed_hosts(allowed_hosts)
+        .with_allowed_origins(allowed_origins)
         // The REST API's own JSON limit: a tool's arguments are at most a REST body.
         .with_max_request_body_bytes(crate::api::JSON_LIMIT + 64 * 1024);
     let handler = TrellisMcp::per_request(Client::new(api_url, String::new()));

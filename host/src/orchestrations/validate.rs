@@ -104,7 +104,7 @@ fn check_step(step: &Step, ids: &HashSet<&str>) -> Result {
     let id = step.id();
     if step.misplaced_encrypted_params() {
         return Err(invalid(format!(
-            "step `{id}` is a {} step: only compute steps may carry encryptedParams (each step gets only the secrets it needs)",
+            "step `{id}` is of type {}: only compute steps may carry encryptedParams (each step gets only the secrets it needs)",
             step.kind()
         )));
     }

@@ -459,10 +459,7 @@ export interface components {
          *     | form | fields |
          *     |---|---|
          *     | sent | `value` with `encrypt: true` (a new secret), `encrypt: false` or neither (plain), or `value: "********", encrypted: true` (keep what is stored) |
-         *     | stored | `value` is the blob `iv:ciphertext:tag` with `encrypted: true, keyVersion`, or plain text with `encrypted: false` |
          *     | read back | `value: "********", encrypted: true`, or plain text with `encrypted: false` |
-         *
-         *     `Debug` never prints `value`: in the sent form it is a plaintext secret.
          */
         ParamEntry: {
             /** @description `true`: encrypt this new value before storing it. */
