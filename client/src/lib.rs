@@ -97,22 +97,14 @@ impl Error {
     }
 }
 
-/// Which runs [`Client::list_runs`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RunFilter {
-    /// Only runs in this status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<RunStatus>,
-    /// How many, newest first (server default 100, at most 1000).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-}
-
 /// How long a request may take unless [`Client::with_timeout`] changes it.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest the server holds a waiting `GET /v1/runs/{id}?waitMs=`.
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
+pub const MAX_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS);
+
+/// The longest a function call may take on the server.
+const MAX_CALL: Duration = Duration::from_millis(MAX_FUNCTION_TIMEOUT_MS as u64);
 
 /// A connection to one Trellis server. Cheap to clone (one connection pool).
 #[derive(Clone)]
@@ -149,14 +141,33 @@ fn segment(id: &str) -> String {
 }
 
 impl Client {
-    /// `base_url` like `http://127.0.0.1:8080`; `token` is the bearer token.
+    /// `base_url` like `http://127.0.0.1:8080`; `token` is the bearer token. A
+    /// server on this machine (`localhost`, `127.x`, `[::1]`) is always reached
+    /// directly, never through `HTTP_PROXY`: the token and any secrets in a body must
+    /// not leave the machine on their way to it.
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
-        Self {
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        let client = Self {
             http: reqwest::Client::new(),
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            base_url,
             token: token.into(),
             timeout: DEFAULT_TIMEOUT,
+        };
+        if is_loopback(&client.base_url) {
+            client.direct()
+        } else {
+            client
         }
+    }
+
+    /// The same client, ignoring `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY`.
+    pub fn direct(mut self) -> Self {
+        // Building fails only without a TLS backend or resolver, which this
+        // client's features always include; then the default client is kept.
+        if let Ok(http) = reqwest::Client::builder().no_proxy().build() {
+            self.http = http;
+        }
+        self
     }
 
     /// The same client with another per-request timeout.
@@ -189,9 +200,14 @@ impl Client {
         let response = self.respond(request).await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        // serde's message can quote the response; its position is enough.
         serde_json::from_slice(&bytes).map_err(|error| Error::Unexpected {
             status,
-            message: error.to_string(),
+            message: format!(
+                "the response is not the documented shape (line {}, column {})",
+                error.line(),
+                error.column()
+            ),
         })
     }
 
@@ -266,11 +282,14 @@ impl Client {
             .await
     }
 
-    /// Invokes a function with `params` as its triggerParams (a JSON object).
+    /// Invokes a function with `params` as its triggerParams (a JSON object). The
+    /// server holds the call for up to the function's deadline (at most five
+    /// minutes); the client's timeout counts after that.
     pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
         self.send(
             self.request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
-                .json(params),
+                .json(params)
+                .timeout(MAX_CALL + self.timeout),
         )
         .await
     }
@@ -416,6 +435,18 @@ impl Client {
     }
 }
 
+/// Whether `url` names this machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn api_error(status: StatusCode, bytes: &[u8]) -> Error {
     let status = status.as_u16();
     match serde_json::from_slice::<ErrorBody>(bytes) {
@@ -440,6 +471,25 @@ mod tests {
     fn ids_cannot_escape_their_path_segment() {
         assert_eq!(segment("fn-create_repo"), "fn-create_repo");
         assert_eq!(segment("../admin?x=1"), "%2E%2E%2Fadmin%3Fx%3D1");
+    }
+
+    #[test]
+    fn loopback_servers_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80/x",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:8080",
+            "https://trellis.example.com",
+            "http://localhost.example.com",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 
     #[test]

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Longest deadline a function may configure (`timeoutMs`): five minutes covers
-/// slow external APIs; longer work belongs in an orchestration.
-pub const MAX_TIMEOUT_MS: u32 = 300_000;
+/// Longest deadline a function may configure (`timeoutMs`), shared with clients so
+/// they wait long enough for a call.
+pub use trellis_types::MAX_FUNCTION_TIMEOUT_MS as MAX_TIMEOUT_MS;
 /// Largest `memoryLimitMb`, matching the pool's per-slot reservation.
 pub const MAX_MEMORY_LIMIT_MB: u32 = (runtime::MAX_MEMORY_BYTES >> 20) as u32;
 

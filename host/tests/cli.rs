@@ -35,6 +35,10 @@ impl Drop for Serve {
 }
 
 fn serve(data_dir: &Path, stdout_file: &Path) -> Serve {
+    serve_with_env(data_dir, stdout_file, &[])
+}
+
+fn serve_with_env(data_dir: &Path, stdout_file: &Path, env: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(TRELLIS)
         .args([
             "serve",
@@ -51,6 +55,7 @@ fn serve(data_dir: &Path, stdout_file: &Path) -> Serve {
         .env_remove("SECRET_KEYS")
         .env_remove("SECRET_KEYS_FILE")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(stdout_file).expect("stdout file"))
         .stderr(Stdio::piped())
         .spawn()
@@ -651,4 +656,60 @@ fn global_options_go_anywhere_and_errors_say_what_to_do() {
     let document = json(&out);
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/v1/orchestrations"]["post"].is_object());
+}
+
+/// One HTTP/1.1 POST over a plain socket, so no client library's proxy rules are in
+/// play; returns the whole response.
+fn post(url: &str, path: &str, token: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(authority).expect("connecting");
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("writing the request");
+    let mut response = String::new();
+    socket
+        .read_to_string(&mut response)
+        .expect("reading the response");
+    response
+}
+
+#[test]
+fn mcp_calls_its_own_api_directly_never_through_a_proxy() {
+    // A "proxy" that would see the token and the secret if anything were sent to it.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|name| (*name, proxy_url.as_str()))
+    .collect();
+    let server = serve_with_env(data.path(), &logs.path().join("proxy.out"), &env);
+    let token = std::fs::read_to_string(data.path().join("api-token")).expect("token");
+    let secret = "sk_live_must_not_reach_a_proxy";
+    let call = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "create_orchestration", "arguments": { "name": "p", "steps": [{ "type": "compute",
+        "functionId": "digest", "encryptedParams": { "KEY": { "value": secret, "encrypt": true } } }] } } });
+    let response = post(&server.url, "/mcp", token.trim(), &call.to_string());
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("\"isError\":false") && response.contains("********"),
+        "{response}"
+    );
+    assert!(!response.contains(secret), "{response}");
+    match proxy.accept() {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the proxy was contacted: {other:?}"),
+    }
 }

@@ -185,6 +185,26 @@ impl TestServer {
         format!("{}{path}", self.base_url)
     }
 
+    /// `method path` with a JSON body and the token: the status and the JSON answer
+    /// (`null` when it is not JSON).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.path().to_owned()
     }

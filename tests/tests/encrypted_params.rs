@@ -581,13 +581,13 @@ async fn definitions_are_validated(backend: Backend) {
         ),
         (
             json!({ "name": "x", "steps": [{ "id": "a", "type": "teleport" }] }),
-            "invalid_json",
-            "expected",
+            "invalid_definition",
+            "steps[0] (`a`): invalid value: expected one of",
         ),
         (
             json!({ "name": "x", "steps": [{ "id": "a", "type": "delay", "delayMs": 5, "colour": "red" }] }),
-            "invalid_json",
-            "colour",
+            "invalid_definition",
+            "steps[0] (`a`): unknown field `colour`",
         ),
         (json!({ "name": "x", "steps": [] }), "invalid_definition", "steps"),
     ];

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use trellis_tests::{Backend, TOKEN, TestServer, component, on_both_backends};
+use trellis_tests::{Backend, TestServer, component, on_both_backends};
 
 async fn start(backend: Backend) -> TestServer {
     let server = TestServer::start(backend).await;
@@ -17,19 +17,6 @@ async fn start(backend: Backend) -> TestServer {
             .expect("upload digest");
     }
     server
-}
-
-async fn send(server: &TestServer, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-    let response = server
-        .http
-        .request(method, server.url(path))
-        .bearer_auth(TOKEN)
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn sha256(text: &str) -> String {
@@ -53,7 +40,9 @@ async fn the_announcements_sdk_body_is_accepted_as_is(backend: Backend) {
     let secret = "sk_live_...";
     let body = json!({ "name": "Provision Repo", "steps": [{ "type": "compute", "functionId": "fn-create-repo",
         "encryptedParams": { "API_KEY": { "value": secret, "encrypt": true } } }] });
-    let (status, created) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    let (status, created) = server
+        .send_json(reqwest::Method::POST, "/v1/orchestrations", &body)
+        .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(
         created["steps"][0]["id"], "fn-create-repo",
@@ -73,13 +62,9 @@ async fn the_announcements_sdk_body_is_accepted_as_is(backend: Backend) {
     // the assigned id is the same, so the stored secret is found and kept.
     let keep = json!({ "name": "Provision Repo", "steps": [{ "type": "compute", "functionId": "fn-create-repo",
         "encryptedParams": { "API_KEY": { "value": "********", "encrypted": true } } }] });
-    let (status, updated) = send(
-        &server,
-        reqwest::Method::PUT,
-        &format!("/v1/orchestrations/{id}"),
-        &keep,
-    )
-    .await;
+    let (status, updated) = server
+        .send_json(reqwest::Method::PUT, &format!("/v1/orchestrations/{id}"), &keep)
+        .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["version"], 2);
     assert_eq!(
@@ -97,7 +82,9 @@ async fn assigned_ids_are_unique_readable_and_respect_chosen_ones(backend: Backe
         { "id": "approval-2", "type": "delay", "delayMs": 1 },
         { "type": "approval" },
     ] });
-    let (status, created) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    let (status, created) = server
+        .send_json(reqwest::Method::POST, "/v1/orchestrations", &body)
+        .await;
     assert_eq!(status, 201, "{created}");
     let ids: Vec<&str> = created["steps"]
         .as_array()
@@ -126,7 +113,9 @@ async fn a_missing_field_names_the_step_and_field(backend: Backend) {
         { "id": "provision", "type": "compute",
           "encryptedParams": { "KEY": { "value": "sk_live_never_echoed", "encrypt": true } } },
     ] });
-    let (status, error) = send(&server, reqwest::Method::POST, "/v1/orchestrations", &body).await;
+    let (status, error) = server
+        .send_json(reqwest::Method::POST, "/v1/orchestrations", &body)
+        .await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["error"]["code"], "invalid_definition");
     assert_eq!(
@@ -134,31 +123,103 @@ async fn a_missing_field_names_the_step_and_field(backend: Backend) {
         "steps[1] (`provision`): missing field `functionId`"
     );
     assert!(!error.to_string().contains("sk_live_never_echoed"));
-    let (status, error) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &json!({ "steps": [] }),
-    )
-    .await;
+    let (status, error) = server
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/orchestrations",
+            &json!({ "steps": [] }),
+        )
+        .await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (400, Some("invalid_definition"))
     );
-    let (status, error) = send(
-        &server,
-        reqwest::Method::POST,
-        "/v1/orchestrations",
-        &json!("not an object"),
-    )
-    .await;
+    let (status, error) = server
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/orchestrations",
+            &json!("not an object"),
+        )
+        .await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (400, Some("invalid_definition"))
     );
 }
 
+async fn an_update_may_send_back_what_was_read(backend: Backend) {
+    let server = start(backend).await;
+    let body = json!({ "name": "send back", "steps": [{ "type": "compute", "functionId": "digest",
+        "encryptedParams": { "KEY": { "value": "sk_live_send_back", "encrypt": true } } }] });
+    let (status, created) = server
+        .send_json(reqwest::Method::POST, "/v1/orchestrations", &body)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/orchestrations/{id}");
+
+    // The read, edited and sent back whole: its read-only fields are accepted.
+    let mut read = created.clone();
+    read["name"] = json!("renamed");
+    let (status, updated) = server.send_json(reqwest::Method::PUT, &path, &read).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (updated["version"].as_i64(), updated["name"].as_str()),
+        (Some(2), Some("renamed"))
+    );
+    assert_eq!(
+        output_of(&server, &id, "digest").await["KEY"],
+        sha256("sk_live_send_back")
+    );
+
+    // Sent back again, that first read is stale now: refused, nothing changed.
+    let (status, error) = server.send_json(reqwest::Method::PUT, &path, &read).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{error}"
+    );
+    let mut other = updated.clone();
+    other["id"] = json!("another-orchestration");
+    let (status, error) = server.send_json(reqwest::Method::PUT, &path, &other).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_definition")),
+        "{error}"
+    );
+    let current = server.client.get_orchestration(&id).await.expect("get");
+    assert_eq!(
+        (current.version, current.definition.name.as_str()),
+        (2, "renamed")
+    );
+}
+
+/// 30,000 steps fit in a 1 MiB body; they are refused by count before any is parsed
+/// or named, and the server goes on serving.
+async fn a_huge_step_list_is_refused_before_any_work(backend: Backend) {
+    let server = start(backend).await;
+    let steps: Vec<Value> = (0..30_000)
+        .map(|_| json!({ "type": "delay", "delayMs": 1 }))
+        .collect();
+    let body = json!({ "name": "huge", "steps": steps });
+    let (status, error) = server
+        .send_json(reqwest::Method::POST, "/v1/orchestrations", &body)
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["message"], "steps must hold 1 to 256 steps");
+    assert!(
+        server
+            .client
+            .list_orchestrations()
+            .await
+            .expect("still serving")
+            .is_empty()
+    );
+}
+
 on_both_backends!(
+    an_update_may_send_back_what_was_read,
+    a_huge_step_list_is_refused_before_any_work,
     the_announcements_sdk_body_is_accepted_as_is,
     assigned_ids_are_unique_readable_and_respect_chosen_ones,
     a_missing_field_names_the_step_and_field,

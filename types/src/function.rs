@@ -25,6 +25,10 @@ pub struct Function {
     pub settings: FunctionSettings,
 }
 
+/// The longest deadline a function may have (`timeoutMs`): five minutes covers slow
+/// external APIs; longer work belongs in an orchestration.
+pub const MAX_FUNCTION_TIMEOUT_MS: u32 = 300_000;
+
 /// How a function runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]

@@ -14,12 +14,18 @@ mod orchestration;
 mod run;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use function::{Function, FunctionSettings, InvokeResult, LogEntry, LogLevel, LogSource, SettingsPatch};
+pub use function::{
+    Function, FunctionSettings, InvokeResult, LogEntry, LogLevel, LogSource, MAX_FUNCTION_TIMEOUT_MS,
+    SettingsPatch,
+};
 pub use orchestration::{
     ApprovalStep, Case, ComputeStep, Condition, DecisionStep, Definition, DelayStep, MASK, OnReject,
     OnTimeout, Operator, Orchestration, ParamEntry, Retry, Step, StepType,
 };
-pub use run::{Decision, Run, RunStatus, RunStep, StartRun, StartedRun, StepStatus, UnknownStatus};
+pub use run::{
+    Decision, MAX_WAIT_MS, Run, RunFilter, RunStatus, RunStep, StartRun, StartedRun, StepStatus,
+    UnknownStatus,
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -26,6 +26,23 @@ pub struct StartedRun {
     pub status: RunStatus,
 }
 
+/// The longest `GET /v1/runs/{id}?waitMs=` holds a request: long enough that a
+/// waiting client rarely asks twice, short enough for proxies' idle timeouts.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// Which runs `GET /v1/orchestrations/{id}/runs` returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunFilter {
+    /// Only runs in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// How many, newest first (1 to 1000, default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+}
+
 /// The body of approve and reject.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

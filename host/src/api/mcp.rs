@@ -37,10 +37,9 @@ impl McpEndpoint {
 pub fn routes() -> Routes {
     Routes::new().add(
         Operation::post("/mcp", "mcp", "MCP streamable HTTP endpoint (JSON-RPC)")
-            .describe("The Model Context Protocol for AI agents: tools for orchestrations, functions and runs, each calling this API with the request's bearer token. Send JSON-RPC messages with `Accept: application/json, text/event-stream`. Stateless: any node answers any request.")
+            .describe("The Model Context Protocol for AI agents: tools for orchestrations, functions and runs, each calling this API with the request's bearer token. Send JSON-RPC messages with `Accept: application/json, text/event-stream`. Stateless: any node answers any request. Besides the errors listed, the MCP transport answers in plain text: 403 for a `Host` or `Origin` that is not allowed, 406 for a missing `Accept`, 413 for a body over 1 MiB, 415 for a body that is not one JSON-RPC message.")
             .body::<serde_json::Value>()
-            .returns::<serde_json::Value>(StatusCode::OK)
-            .errors(&[403, 406, 413, 415]),
+            .returns::<serde_json::Value>(StatusCode::OK),
         serve,
     )
 }

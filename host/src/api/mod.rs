@@ -15,7 +15,6 @@ mod runs;
 pub use body::JSON_LIMIT;
 pub use error::ApiError;
 pub use mcp::McpEndpoint;
-pub use runs::MAX_WAIT;
 
 use crate::config::ApiToken;
 use crate::engine::Runs;
@@ -65,27 +64,26 @@ pub fn openapi_json() -> &'static str {
 
 pub fn router(state: AppState) -> Router {
     let auth_state = state.clone();
-    let (router, _) = routes(move |router| {
+    routes(move |router| {
         router.route_layer(middleware::from_fn_with_state(auth_state.clone(), require_token))
     })
-    .into_parts();
-    router
-        .fallback(|| async {
-            ApiError::NotFound {
-                code: "route_not_found",
-                message: "no such route".into(),
-            }
-        })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
-        // Request spans at DEBUG; failures too, because a 5xx here is usually a guest
-        // trap or timeout, which is the caller's business. Our own faults are logged
-        // at ERROR by `ApiError::Internal`.
-        .layer(
-            TraceLayer::new_for_http()
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
-        )
+    .into_router()
+    .fallback(|| async {
+        ApiError::NotFound {
+            code: "route_not_found",
+            message: "no such route".into(),
+        }
+    })
+    .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    .with_state(state)
+    // Request spans at DEBUG; failures too, because a 5xx here is usually a guest
+    // trap or timeout, which is the caller's business. Our own faults are logged
+    // at ERROR by `ApiError::Internal`.
+    .layer(
+        TraceLayer::new_for_http()
+            .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+            .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+    )
 }
 
 async fn require_token(
@@ -93,16 +91,15 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match bearer_token(&request) {
+    match bearer_token(request.headers()) {
         Some(token) if state.token.matches(token) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
     }
 }
 
 /// The token of an `Authorization: Bearer …` header.
-fn bearer_token<B>(request: &axum::http::Request<B>) -> Option<&str> {
-    request
-        .headers()
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))

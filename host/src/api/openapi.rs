@@ -135,18 +135,6 @@ impl Operation {
         self.auth = false;
         self
     }
-
-    pub fn method(&self) -> &Method {
-        &self.method
-    }
-
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    pub fn requires_auth(&self) -> bool {
-        self.auth
-    }
 }
 
 /// A router under construction with the description of every route in it.
@@ -209,8 +197,8 @@ impl Routes {
         &self.operations
     }
 
-    pub fn into_parts(self) -> (Router<AppState>, Vec<Operation>) {
-        (self.router, self.operations)
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
     }
 }
 

@@ -14,6 +14,9 @@ use trellis_types::{Definition, List};
 /// Said once, for every route that takes a definition.
 const DEFINITION_RULES: &str = "Compute steps may carry `encryptedParams`: `{ \"value\": \"…\", \"encrypt\": true }` stores a new secret, encrypted before it reaches the database. Reads show it as `{ \"value\": \"********\", \"encrypted\": true }`; send that entry back unchanged on update to keep the stored secret, omit it to remove it. A step sent without `id` gets one (its functionId, or its type, with `-2`, `-3`… when taken), returned in the response. A missing or invalid field is `400 invalid_definition` naming the step and the field.";
 
+/// What an update adds: a read may be sent back.
+const SEND_BACK: &str = "What a read returned may be sent back, edited: `id` must name this orchestration, `version` must still be current (else `409 conflict`: read again), `createdAt` and `updatedAt` are ignored.";
+
 pub fn routes() -> Routes {
     Routes::new()
         .add(
@@ -56,7 +59,7 @@ pub fn routes() -> Routes {
                 "updateOrchestration",
                 "Replace an orchestration (version + 1)",
             )
-            .describe(DEFINITION_RULES)
+            .describe(update_description())
             .tag("orchestrations")
             .body::<Definition>()
             .returns::<Orchestration>(StatusCode::OK)
@@ -74,6 +77,11 @@ pub fn routes() -> Routes {
             .errors(&[404]),
             remove,
         )
+}
+
+fn update_description() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| format!("{DEFINITION_RULES} {SEND_BACK}"))
 }
 
 /// The definition in a body, with errors that name the step and field.
@@ -107,7 +115,13 @@ async fn replace(
     Path(id): Path<String>,
     ApiJson(sent): ApiJson<Value>,
 ) -> Result<Json<Orchestration>, ApiError> {
-    Ok(Json(state.orchestrations.update(&id, definition(sent)?).await?))
+    let body::Update {
+        definition,
+        read_version,
+    } = body::update(sent, &id).map_err(OrchestrationsError::Invalid)?;
+    Ok(Json(
+        state.orchestrations.update(&id, definition, read_version).await?,
+    ))
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

@@ -12,14 +12,13 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::time::Duration;
-use trellis_types::{Decision, List, Run, RunStatus, StartRun, StartedRun};
+use trellis_types::{Decision, List, Run, RunFilter, StartRun, StartedRun};
 
 /// A start body holds a run input of up to 1 MiB plus its `{"input": …}` envelope.
 const START_LIMIT: usize = crate::engine::MAX_RUN_INPUT_BYTES + 1024;
 
-/// The longest a `GET /v1/runs/{id}?waitMs=` holds the request open: long enough
-/// that a waiting client rarely asks twice, short enough for proxies' idle timeouts.
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The longest a `GET /v1/runs/{id}?waitMs=` holds the request open.
+const MAX_WAIT: Duration = Duration::from_millis(trellis_types::MAX_WAIT_MS);
 
 /// Runs a list returns when no `limit` is given, and at most.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -38,7 +37,7 @@ pub fn routes() -> Routes {
         .add(
             Operation::get("/orchestrations/{id}/runs", "listRuns", "List an orchestration's runs, newest first, without their steps")
                 .tag("runs")
-                .query::<ListQuery>()
+                .query::<RunFilter>()
                 .returns::<List<Run>>(StatusCode::OK)
                 .errors(&[404]),
             list,
@@ -117,19 +116,10 @@ async fn fetch(
     Ok(Json(run))
 }
 
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// Only runs in this status.
-    status: Option<RunStatus>,
-    /// How many, newest first (1 to 1000, default 100).
-    limit: Option<u32>,
-}
-
 async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<RunFilter>,
 ) -> Result<Json<List<RunView>>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
     Ok(Json(List {

@@ -130,7 +130,7 @@ fn invocation(result: &InvokeResult) -> Result<()> {
             "[{} {}] {}",
             serde_json::to_value(entry.level)?.as_str().unwrap_or_default(),
             serde_json::to_value(entry.source)?.as_str().unwrap_or_default(),
-            entry.message
+            output::printable(&entry.message)
         );
     }
     eprintln!("({:.2}ms)", result.duration_ms);

@@ -29,7 +29,7 @@ impl Table {
     }
 
     pub fn row<const N: usize>(&mut self, cells: [String; N]) {
-        self.rows.push(cells.into());
+        self.rows.push(cells.iter().map(|cell| printable(cell)).collect());
     }
 
     pub fn print(&self) {
@@ -68,8 +68,21 @@ impl std::fmt::Display for Table {
 pub fn fields(pairs: &[(&str, String)]) {
     let width = pairs.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     for (key, value) in pairs {
-        println!("{:<width$}  {value}", format!("{key}:"), width = width + 1);
+        println!(
+            "{:<width$}  {}",
+            format!("{key}:"),
+            printable(value),
+            width = width + 1
+        );
     }
+}
+
+/// Text from the server as a terminal may show it: control characters (escape
+/// sequences another user could have put in a name or a message) become `?`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// `1.2s`, `340ms`, `3m05s`: a duration as people read it.
@@ -105,6 +118,13 @@ mod tests {
             table.to_string(),
             "ID         STATUS\na-long-id  running\nb          completed\n"
         );
+    }
+
+    #[test]
+    fn escape_sequences_never_reach_the_terminal() {
+        let mut table = Table::new(["NAME"]);
+        table.row(["evil\u{1b}]0;owned\u{7}\nname".into()]);
+        assert_eq!(table.to_string(), "NAME\nevil?]0;owned??name\n");
     }
 
     #[test]

@@ -54,9 +54,12 @@ pub enum RunsCommand {
 /// How long one `--wait` long-poll holds; the server caps it at 60 s.
 const POLL: Duration = Duration::from_secs(30);
 
-/// How often `watch` looks at the run: fast enough to feel live, slow enough to cost
-/// the server nothing.
+/// How often `watch` looks at a moving run: fast enough to feel live, slow enough
+/// to cost the server nothing.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often it looks at a run waiting on a person, which may take days.
+const WATCH_WAITING_INTERVAL: Duration = Duration::from_secs(2);
 
 impl RunsCommand {
     pub async fn run(self, Connection { client, format }: Connection) -> Result<()> {
@@ -210,10 +213,11 @@ async fn watch(client: &Client, format: Format, run_id: &str) -> Result<()> {
                     _ => String::new(),
                 };
                 println!(
-                    "{}  {:<24} {}{attempt}{error}",
+                    "{}  {:<24} {}{attempt}{}",
                     output::time(run.updated_at),
-                    step.id,
-                    step.status
+                    output::printable(&step.id),
+                    step.status,
+                    output::printable(&error)
                 );
             }
         }
@@ -235,6 +239,10 @@ async fn watch(client: &Client, format: Format, run_id: &str) -> Result<()> {
             }
             return Ok(());
         }
-        tokio::time::sleep(WATCH_INTERVAL).await;
+        let interval = match run.status {
+            RunStatus::Waiting => WATCH_WAITING_INTERVAL,
+            _ => WATCH_INTERVAL,
+        };
+        tokio::time::sleep(interval).await;
     }
 }

@@ -56,9 +56,7 @@ impl TrellisMcp {
         context
             .extensions
             .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.headers.get(axum::http::header::AUTHORIZATION))
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|parts| crate::api::bearer_token(&parts.headers))
             .map(|token| self.client.with_token(token))
             .ok_or_else(|| ErrorData::invalid_request("missing bearer token", None))
     }
@@ -117,7 +115,14 @@ impl ServerHandler for TrellisMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let client = self.client_for(&context)?;
         let arguments = request.arguments.unwrap_or_default();
-        let result = match tools::call(&client, &request.name, arguments).await {
+        // A caller that goes away cancels its call: nothing keeps waiting for it.
+        let outcome = tokio::select! {
+            outcome = tools::call(&client, &request.name, arguments) => outcome,
+            () = context.ct.cancelled() => {
+                return Err(ErrorData::internal_error("the request was cancelled", None));
+            }
+        };
+        let result = match outcome {
             Ok(value) => CallToolResult::structured(value),
             Err(Failure::UnknownTool) => {
                 return Err(ErrorData::invalid_params(
@@ -188,17 +193,7 @@ pub fn http_service(
     use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
     // A browser page may only call from an origin on an allowed host (any port):
     // with the Host check, this keeps DNS-rebinding and cross-site pages out.
-    let allowed_origins: Vec<String> = allowed_hosts
-        .iter()
-        .flat_map(|host| {
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            };
-            [format!("http://{host}:*"), format!("https://{host}:*")]
-        })
-        .collect();
+    let allowed_origins: Vec<String> = allowed_hosts.iter().flat_map(|host| origins(host)).collect();
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -206,6 +201,41 @@ pub fn http_service(
         .with_allowed_origins(allowed_origins)
         // The REST API's own JSON limit: a tool's arguments are at most a REST body.
         .with_max_request_body_bytes(crate::api::JSON_LIMIT + 64 * 1024);
-    let handler = TrellisMcp::per_request(Client::new(api_url, String::new()));
+    // The API is this very node: never through a proxy.
+    let handler = TrellisMcp::per_request(Client::new(api_url, String::new()).direct());
     StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(Default::default()), config)
+}
+
+/// The browser origins of an allowed `Host`: `name` on any port, or `name:port` on
+/// that port only, over http and https.
+fn origins(host: &str) -> [String; 2] {
+    let authority = match host.matches(':').count() {
+        0 => format!("{host}:*"),
+        // `name:port`.
+        1 => host.to_owned(),
+        // An IPv6 literal, bare or already bracketed.
+        _ if host.starts_with('[') => match host.ends_with(']') {
+            true => format!("{host}:*"),
+            false => host.to_owned(),
+        },
+        _ => format!("[{host}]:*"),
+    };
+    [format!("http://{authority}"), format!("https://{authority}")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_the_allowed_hosts() {
+        assert_eq!(origins("localhost")[0], "http://localhost:*");
+        assert_eq!(
+            origins("trellis.example.com:8443")[1],
+            "https://trellis.example.com:8443"
+        );
+        assert_eq!(origins("::1")[0], "http://[::1]:*");
+        assert_eq!(origins("[::1]")[0], "http://[::1]:*");
+        assert_eq!(origins("[::1]:8080")[0], "http://[::1]:8080");
+    }
 }

@@ -10,18 +10,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use trellis_client::{Client, Definition, RunFilter, RunStatus};
+use trellis_client::{Client, Definition, MAX_WAIT_MS, RunFilter};
 use trellis_types::{Function, InvokeResult, List, Orchestration, Run, StartedRun};
 
 /// What every tool that takes or returns a definition needs to know.
 const SECRETS: &str = "Compute steps may carry `encryptedParams`, secrets only that step receives (merged into its function's triggerParams, winning on key collisions). Send a new secret as `{ \"value\": \"…\", \"encrypt\": true }`: it is encrypted before it is stored. Every read shows it masked as `{ \"value\": \"********\", \"encrypted\": true }`; the value can never be read back.";
 
-const UPDATE_RULES: &str = "This is a full replace (version + 1). To keep a stored secret, send its masked entry `{ \"value\": \"********\", \"encrypted\": true }` back unchanged, on a step with the same `id`; omit an entry to remove that secret; send `{ \"value\": \"…\", \"encrypt\": true }` to replace it. Sending the mask with `encrypt: true` is refused: the mask is never a secret. Get the current definition with get_orchestration first and edit that.";
+const UPDATE_RULES: &str = "This is a full replace (version + 1). Start from get_orchestration: send its `name`, `description` and `steps`, edited. To keep a stored secret, send its masked entry `{ \"value\": \"********\", \"encrypted\": true }` back unchanged, on a step with the same `id`; omit an entry to remove that secret; send `{ \"value\": \"…\", \"encrypt\": true }` to replace it. Sending the mask with `encrypt: true` is refused: the mask is never a secret.";
 
 const STEP_IDS: &str = "A step sent without `id` gets one from the server (its functionId, or its type, with -2, -3… when taken), returned in the result; ids are how secrets are kept on later updates and how runs name steps.";
 
-/// The tool's longest `wait_run`: the server's own cap on one waiting request.
-const MAX_WAIT_MS: u64 = trellis_client::MAX_WAIT.as_millis() as u64;
+/// How long `wait_run` holds without a `timeoutMs`: half the server's cap
+/// ([`MAX_WAIT_MS`]), well inside the request timeouts MCP clients use.
 const DEFAULT_WAIT_MS: u64 = 30_000;
 
 #[derive(Deserialize, JsonSchema)]
@@ -80,16 +80,13 @@ struct ByRun {
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct ListRunsArgs {
     /// The orchestration whose runs to list.
     orchestration_id: String,
-    /// Only runs in this status.
-    #[serde(default)]
-    status: Option<RunStatus>,
-    /// How many, newest first (1 to 1000, default 100).
-    #[serde(default)]
-    limit: Option<u32>,
+    /// The REST route's own query: `status`, `limit`.
+    #[serde(flatten)]
+    filter: RunFilter,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -359,10 +356,8 @@ pub async fn call(client: &Client, name: &str, args: JsonObject) -> Result<Value
         "list_runs" => {
             let ListRunsArgs {
                 orchestration_id,
-                status,
-                limit,
+                filter,
             } = arguments(args)?;
-            let filter = RunFilter { status, limit };
             to_value(List {
                 data: client.list_runs(&orchestration_id, &filter).await.map_err(api)?,
             })

@@ -2,9 +2,14 @@
 //! field or has one of the wrong type is named in the error (`steps[1]
 //! (`provision`): missing field `functionId``), not reported as a JSON position.
 //! Messages never quote a value: it could be a secret.
+//!
+//! An update may send back what a read returned: its read-only fields are taken
+//! out first (`id` must name the orchestration being updated, `version` must still
+//! be current, `createdAt` and `updatedAt` are ignored), so "read, edit, send back"
+//! works from every client.
 
 use super::model::{Definition, Step};
-use super::validate::{InvalidDefinition, valid_step_id};
+use super::validate::{InvalidDefinition, check_step_count, valid_step_id};
 use serde_json::Value;
 
 /// The definition in `body`, or what is wrong with it.
@@ -19,6 +24,8 @@ pub fn definition(body: Value) -> Result<Definition, InvalidDefinition> {
         Some(_) => return Err(InvalidDefinition("steps must be an array of steps".into())),
         None => return Err(InvalidDefinition("missing field `steps`".into())),
     };
+    // Before any step is parsed or named, so a huge list costs nothing.
+    check_step_count(steps.len())?;
     let steps = steps
         .into_iter()
         .enumerate()
@@ -34,6 +41,42 @@ pub fn definition(body: Value) -> Result<Definition, InvalidDefinition> {
         .map_err(|error| InvalidDefinition(crate::json::describe_error(&error)))?;
     definition.steps = steps;
     Ok(definition)
+}
+
+/// What an update sends: the definition, and the version it was read at, if given.
+pub struct Update {
+    pub definition: Definition,
+    pub read_version: Option<i64>,
+}
+
+/// The update body for orchestration `id`, read-only fields taken out.
+pub fn update(body: Value, id: &str) -> Result<Update, InvalidDefinition> {
+    let Value::Object(mut fields) = body else {
+        return definition(body).map(|definition| Update {
+            definition,
+            read_version: None,
+        });
+    };
+    match fields.remove("id") {
+        None => {}
+        Some(Value::String(sent)) if sent == id => {}
+        Some(_) => {
+            return Err(InvalidDefinition(
+                "`id` names another orchestration than the one being updated".into(),
+            ));
+        }
+    }
+    let read_version = match fields.remove("version") {
+        None => None,
+        Some(Value::Number(version)) if version.as_i64().is_some() => version.as_i64(),
+        Some(_) => return Err(InvalidDefinition("`version` must be an integer".into())),
+    };
+    fields.remove("createdAt");
+    fields.remove("updatedAt");
+    Ok(Update {
+        definition: definition(Value::Object(fields))?,
+        read_version,
+    })
 }
 
 /// `steps[i]`, with the step's id when it has a plain one.
@@ -60,7 +103,14 @@ mod tests {
             { "id": "provision", "type": "compute", "encryptedParams": {} },
         ]}));
         assert_eq!(message, "steps[1] (`provision`): missing field `functionId`");
-        assert_eq!(error(json!({ "steps": [] })), "missing field `name`");
+        assert_eq!(
+            error(json!({ "steps": [{ "type": "approval" }] })),
+            "missing field `name`"
+        );
+        assert_eq!(
+            error(json!({ "name": "t", "steps": [] })),
+            "steps must hold 1 to 256 steps"
+        );
         assert!(
             error(json!({ "name": "t", "steps": [{ "functionId": "f" }] }))
                 .contains("steps[0]: missing field `type`")
@@ -76,6 +126,16 @@ mod tests {
         assert!(!message.contains("sk_live"), "{message}");
         let message = error(json!({ "name": "t", "steps": [{ "type": "sk_live_secret" }] }));
         assert!(!message.contains("sk_live"), "{message}");
+    }
+
+    #[test]
+    fn an_update_may_send_back_what_was_read() {
+        let read = json!({ "id": "o-1", "version": 3, "name": "t", "createdAt": "2026-01-01T00:00:00Z",
+            "updatedAt": "2026-01-01T00:00:00Z", "steps": [{ "id": "a", "type": "delay", "delayMs": 1 }] });
+        let sent = update(read.clone(), "o-1").expect("accepted");
+        assert_eq!((sent.read_version, sent.definition.steps.len()), (Some(3), 1));
+        let error = update(read, "o-2").err().expect("another id");
+        assert!(error.0.contains("another orchestration"), "{}", error.0);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Orchestrations {
 
     /// Stores a new definition; steps sent without an id get one.
     pub async fn create(&self, mut definition: Definition) -> Result<Orchestration> {
+        validate::check_step_count(definition.steps.len())?;
         step_ids::assign(&mut definition);
         self.check(&definition).await?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -80,11 +81,21 @@ impl Orchestrations {
     }
 
     /// Full replace under the rules of §4: new secrets are sealed, `encrypted: true`
-    /// entries keep the stored blob of the same step and name, omitted ones go.
-    pub async fn update(&self, id: &str, mut definition: Definition) -> Result<Orchestration> {
+    /// entries keep the stored blob of the same step and name, omitted ones go. With
+    /// `read_version`, the update is refused unless that version is still current.
+    pub async fn update(
+        &self,
+        id: &str,
+        mut definition: Definition,
+        read_version: Option<i64>,
+    ) -> Result<Orchestration> {
+        validate::check_step_count(definition.steps.len())?;
         step_ids::assign(&mut definition);
         self.check(&definition).await?;
         let current = self.current(id).await?;
+        if read_version.is_some_and(|version| version != current.version) {
+            return Err(OrchestrationsError::Conflict(id.to_owned()));
+        }
         let previous = parse(&current.definition)?;
         params::seal_sent(&mut definition, Some(&previous), id, &self.keyring)?;
         // Only replaces the version the blobs were taken from, so a concurrent update

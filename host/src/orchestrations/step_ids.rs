@@ -6,9 +6,11 @@
 
 use super::model::{Definition, Step};
 use super::validate::MAX_STEP_ID_BYTES;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// Gives every step with an empty id a readable, unique one, in step order.
+/// Gives every step with an empty id a readable, unique one, in step order. Each
+/// base name remembers its next number, so many steps of one function cost one try
+/// each.
 pub fn assign(definition: &mut Definition) {
     let mut taken: HashSet<String> = definition
         .steps
@@ -16,15 +18,20 @@ pub fn assign(definition: &mut Definition) {
         .map(|step| step.id().to_owned())
         .filter(|id| !id.is_empty())
         .collect();
+    let mut next: HashMap<String, u32> = HashMap::new();
     for step in &mut definition.steps {
         if !step.id().is_empty() {
             continue;
         }
         let base = base_name(step);
-        let id = (1..)
-            .map(|n| candidate(&base, n))
-            .find(|id| !taken.contains(id))
-            .expect("an unbounded range yields a free id");
+        let n = next.entry(base.clone()).or_insert(1);
+        let id = loop {
+            let id = candidate(&base, *n);
+            *n += 1;
+            if !taken.contains(&id) {
+                break id;
+            }
+        };
         taken.insert(id.clone());
         *step.id_mut() = id;
     }

@@ -12,7 +12,7 @@ const MAX_STEPS: usize = 256;
 /// Each `params` value and each `encryptedParams` value (§4: 64 KiB a value).
 pub const MAX_VALUE_BYTES: usize = 64 << 10;
 /// Same bound as a function's own `timeoutMs`.
-const MAX_COMPUTE_TIMEOUT_MS: u32 = 300_000;
+const MAX_COMPUTE_TIMEOUT_MS: u32 = crate::functions::MAX_TIMEOUT_MS;
 /// Approvals and delays may wait long, but not forever: a year.
 const MAX_WAIT_MS: u64 = 365 * 24 * 3600 * 1000;
 /// Retries beyond this are a loop, not resilience.
@@ -54,6 +54,14 @@ pub fn valid_param_name(name: &str) -> bool {
         && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// The one check that must come before step ids are assigned: it bounds their cost.
+pub fn check_step_count(count: usize) -> Result {
+    match (1..=MAX_STEPS).contains(&count) {
+        true => Ok(()),
+        false => Err(invalid(format!("steps must hold 1 to {MAX_STEPS} steps"))),
+    }
+}
+
 /// Everything that can be checked without the store: shape, ids, references,
 /// ranges, sizes. Function existence is checked by the caller.
 pub fn check(definition: &Definition) -> Result {
@@ -69,9 +77,7 @@ pub fn check(definition: &Definition) -> Result {
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));
     }
-    if definition.steps.is_empty() || definition.steps.len() > MAX_STEPS {
-        return Err(invalid(format!("steps must hold 1 to {MAX_STEPS} steps")));
-    }
+    check_step_count(definition.steps.len())?;
     let mut ids = HashSet::new();
     for step in &definition.steps {
         let id = step.id();

@@ -272,7 +272,6 @@ impl Store {
         dispatch!(self, b => b.get_run(run_id))
     }
 
-    /// The newest `limit` runs of an orchestration, newest first.
     /// The newest `limit` runs of an orchestration, newest first, optionally only
     /// those in `status`.
     pub async fn list_runs(

@@ -136,7 +136,7 @@ export interface WaitRunOptions {
 export interface ListRunsOptions {
   /** Only runs in this status. */
   status?: RunStatus;
-  /** At most this many runs; without it, every run (following `nextCursor`). */
+  /** At most this many runs (1 to 1000); without it, the server's default of 100. */
   limit?: number;
 }
 
@@ -299,8 +299,7 @@ export class TrellisClient {
    *
    * For each `encryptedParams` entry of a compute step:
    * - the masked entry as read back, `{ value: "********", encrypted: true }`, keeps
-   *   the stored secret of the same step id and name (the step's `functionId` must be
-   *   unchanged, else 400: enter the secret again);
+   *   the stored secret of the same step id and name;
    * - `{ value, encrypt: true }` stores a new secret;
    * - an entry left out is removed.
    *
@@ -445,7 +444,7 @@ export class TrellisClient {
    * Listed runs carry no `steps`; read one with {@link getRun} for those.
    *
    * @param options - `status` to keep only runs in that status; `limit` for at most
-   *   that many (without it every run, following `nextCursor`)
+   *   that many (1 to 1000; the server's default is 100)
    */
   async listRuns(orchestrationId: string, options: ListRunsOptions = {}): Promise<Run[]> {
     const { status, limit } = options;
@@ -589,6 +588,11 @@ function segment(value: string, name: string): string {
   // An empty id would address the collection instead (`/v1/orchestrations/`).
   if (typeof value !== "string" || value === "") {
     throw new TypeError(`${name} must be a non-empty string`);
+  }
+  // URL parsers resolve `.` and `..` segments (even percent-encoded), which would
+  // change which route is called; no Trellis id is either.
+  if (value === "." || value === "..") {
+    throw new TypeError(`${name} must not be "${value}"`);
   }
   return encodeURIComponent(value);
 }

@@ -72,6 +72,9 @@ describe('TrellisClient against a scripted server', () => {
     assert.equal(request.headers.authorization, 'Bearer tok-123');
     assert.equal(request.headers['content-type'], 'application/json');
     assert.deepEqual(JSON.parse(request.body), { name: 'n', steps: [{ type: 'approval' }] }, 'read-only fields are not sent');
+
+    await assert.rejects(client.getRun('..'), TypeError, 'dots cannot climb out of their segment');
+    await assert.rejects(client.deleteOrchestration('.'), TypeError);
   });
 
   test('uploads bytes as application/wasm from a Buffer, a Uint8Array or an ArrayBuffer', async () => {

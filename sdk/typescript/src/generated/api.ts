@@ -32,7 +32,7 @@ export interface paths {
         put?: never;
         /**
          * MCP streamable HTTP endpoint (JSON-RPC)
-         * @description The Model Context Protocol for AI agents: tools for orchestrations, functions and runs, each calling this API with the request's bearer token. Send JSON-RPC messages with `Accept: application/json, text/event-stream`. Stateless: any node answers any request.
+         * @description The Model Context Protocol for AI agents: tools for orchestrations, functions and runs, each calling this API with the request's bearer token. Send JSON-RPC messages with `Accept: application/json, text/event-stream`. Stateless: any node answers any request. Besides the errors listed, the MCP transport answers in plain text: 403 for a `Host` or `Origin` that is not allowed, 406 for a missing `Accept`, 413 for a body over 1 MiB, 415 for a body that is not one JSON-RPC message.
          */
         post: operations["mcp"];
         delete?: never;
@@ -167,7 +167,7 @@ export interface paths {
         get: operations["getOrchestration"];
         /**
          * Replace an orchestration (version + 1)
-         * @description Compute steps may carry `encryptedParams`: `{ "value": "…", "encrypt": true }` stores a new secret, encrypted before it reaches the database. Reads show it as `{ "value": "********", "encrypted": true }`; send that entry back unchanged on update to keep the stored secret, omit it to remove it. A step sent without `id` gets one (its functionId, or its type, with `-2`, `-3`… when taken), returned in the response. A missing or invalid field is `400 invalid_definition` naming the step and the field.
+         * @description Compute steps may carry `encryptedParams`: `{ "value": "…", "encrypt": true }` stores a new secret, encrypted before it reaches the database. Reads show it as `{ "value": "********", "encrypted": true }`; send that entry back unchanged on update to keep the stored secret, omit it to remove it. A step sent without `id` gets one (its functionId, or its type, with `-2`, `-3`… when taken), returned in the response. A missing or invalid field is `400 invalid_definition` naming the step and the field. What a read returned may be sent back, edited: `id` must name this orchestration, `version` must still be current (else `409 conflict`: read again), `createdAt` and `updatedAt` are ignored.
          */
         put: operations["updateOrchestration"];
         post?: never;
@@ -776,42 +776,6 @@ export interface operations {
             };
             /** @description Unauthorized */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Forbidden */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Not Acceptable */
-            406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Payload Too Large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Unsupported Media Type */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
