@@ -214,7 +214,7 @@ async fn watch(client: &Client, format: Format, run_id: &str) -> Result<()> {
                 };
                 println!(
                     "{}  {:<24} {}{attempt}{}",
-                    output::time(run.updated_at),
+                    output::time(step.finished_at.or(step.started_at).unwrap_or(run.updated_at)),
                     output::printable(&step.id),
                     step.status,
                     output::printable(&error)

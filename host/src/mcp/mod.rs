@@ -124,15 +124,15 @@ impl ServerHandler for TrellisMcp {
         };
         let result = match outcome {
             Ok(value) => CallToolResult::structured(value),
+            // rmcp logs a failed request with its error: the name the caller sent is
+            // not repeated, as it could be anything.
             Err(Failure::UnknownTool) => {
                 return Err(ErrorData::invalid_params(
-                    format!("no tool `{}`; tools/list names them", shown(&request.name)),
+                    "no such tool; tools/list names them",
                     None,
                 ));
             }
-            Err(Failure::Arguments(message)) => {
-                CallToolResult::error(vec![ContentBlock::text(format!("invalid arguments: {message}"))])
-            }
+            Err(Failure::Arguments(message)) => tool_error("invalid_arguments", &message, None),
             Err(Failure::Api(error)) => api_error(&error),
         };
         Ok(result.into())
@@ -162,11 +162,6 @@ fn tool_error(code: &str, message: &str, status: Option<u16>) -> CallToolResult 
     let mut result = CallToolResult::structured_error(body);
     result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
     result
-}
-
-/// A tool name as shown in an error: it came from the caller, so it is cut.
-fn shown(name: &str) -> String {
-    name.chars().take(64).collect()
 }
 
 /// `trellis mcp`: serves MCP on stdin/stdout until the client closes it. Logs go to
