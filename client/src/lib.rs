@@ -147,26 +147,17 @@ impl Client {
     /// not leave the machine on their way to it.
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        let client = Self {
-            http: reqwest::Client::new(),
+        Self {
+            http: http_client(!is_loopback(&base_url)),
             base_url,
             token: token.into(),
             timeout: DEFAULT_TIMEOUT,
-        };
-        if is_loopback(&client.base_url) {
-            client.direct()
-        } else {
-            client
         }
     }
 
     /// The same client, ignoring `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY`.
     pub fn direct(mut self) -> Self {
-        // Building fails only without a TLS backend or resolver, which this
-        // client's features always include; then the default client is kept.
-        if let Ok(http) = reqwest::Client::builder().no_proxy().build() {
-            self.http = http;
-        }
+        self.http = http_client(false);
         self
     }
 
@@ -193,13 +184,25 @@ impl Client {
         self.http
             .request(method, format!("{}/v1{path}", self.base_url))
             .bearer_auth(&self.token)
-            .timeout(self.timeout)
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
-        let response = self.respond(request).await?;
+        self.send_within(request, self.timeout).await
+    }
+
+    /// Sends with a timeout of its own: for requests the server holds (a wait, a
+    /// function call).
+    async fn send_within<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, Error> {
+        let response = self.respond(request, timeout).await?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport(error, timeout))?;
         // serde's message can quote the response; its position is enough.
         serde_json::from_slice(&bytes).map_err(|error| Error::Unexpected {
             status,
@@ -213,25 +216,32 @@ impl Client {
 
     /// Sends a request whose success has no body (204).
     async fn send_empty(&self, request: RequestBuilder) -> Result<(), Error> {
-        self.respond(request).await.map(drop)
+        self.respond(request, self.timeout).await.map(drop)
     }
 
     /// The response if it is a success, else the API's error.
-    async fn respond(&self, request: RequestBuilder) -> Result<reqwest::Response, Error> {
-        let response = request.send().await.map_err(|error| self.transport(error))?;
+    async fn respond(&self, request: RequestBuilder, timeout: Duration) -> Result<reqwest::Response, Error> {
+        let response = request
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|error| self.transport(error, timeout))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport(error, timeout))?;
         Err(api_error(status, &bytes))
     }
 
-    fn transport(&self, error: reqwest::Error) -> Error {
+    fn transport(&self, error: reqwest::Error, timeout: Duration) -> Error {
         if error.is_timeout() {
             return Error::Timeout {
                 url: self.base_url.clone(),
-                after: self.timeout,
+                after: timeout,
             };
         }
         // The innermost cause says what happened ("Connection refused"); the outer
@@ -286,12 +296,10 @@ impl Client {
     /// server holds the call for up to the function's deadline (at most five
     /// minutes); the client's timeout counts after that.
     pub async fn invoke_function(&self, id: &str, params: &Value) -> Result<InvokeResult, Error> {
-        self.send(
-            self.request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
-                .json(params)
-                .timeout(MAX_CALL + self.timeout),
-        )
-        .await
+        let request = self
+            .request(Method::POST, &format!("/functions/{}/invoke", segment(id)))
+            .json(params);
+        self.send_within(request, MAX_CALL + self.timeout).await
     }
 
     /// Creates an orchestration from a [`Definition`] (or the same JSON). Secrets go in
@@ -366,14 +374,12 @@ impl Client {
     /// approval), or as it is after `wait` (the server holds at most [`MAX_WAIT`]).
     pub async fn wait_run(&self, run_id: &str, wait: Duration) -> Result<Run, Error> {
         let wait = wait.min(MAX_WAIT);
-        let request = self
-            .request(
-                Method::GET,
-                &format!("/runs/{}?waitMs={}", segment(run_id), wait.as_millis()),
-            )
-            // The server holds the request for up to `wait`; the timeout covers the rest.
-            .timeout(wait + self.timeout);
-        self.send(request).await
+        let request = self.request(
+            Method::GET,
+            &format!("/runs/{}?waitMs={}", segment(run_id), wait.as_millis()),
+        );
+        // The server holds the request for up to `wait`; the timeout covers the rest.
+        self.send_within(request, wait + self.timeout).await
     }
 
     /// An orchestration's runs, newest first, without their steps.
@@ -435,16 +441,36 @@ impl Client {
     }
 }
 
-/// Whether `url` names this machine.
+/// The HTTP client: through the environment's proxies or not.
+fn http_client(proxied: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = if proxied { builder } else { builder.no_proxy() };
+    // Fails only without a TLS backend or resolver, which this crate's features
+    // always include; `reqwest::Client::new` panics in the same case.
+    builder
+        .build()
+        .expect("an HTTP client with this crate's features")
+}
+
+/// Whether `url` names this machine: `localhost`, a loopback address (IPv4-mapped
+/// too), or the unspecified address, which connects to this machine as well.
 fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.split(':').next().unwrap_or_default(),
     };
+    let host = host.strip_suffix('.').unwrap_or(host);
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let ip = match ip {
+                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            ip.is_loopback() || ip.is_unspecified()
+        })
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> Error {

@@ -419,6 +419,14 @@ class Scenario:
         self.expect(after["steps"][0].get("encryptedParams") == {"KEPT_KEY": MASK}, check, f"{after['steps'][0].get('encryptedParams')!r}")
         self.ok(check, f"version {after.get('version')}")
 
+        await self.api_error(
+            "update_orchestration with a stale version -> isError conflict",
+            "update_orchestration",
+            {"id": self.orchestration_id, "version": after["version"] - 1, "name": after["name"], "steps": after["steps"]},
+            "conflict",
+            409,
+        )
+
     async def reads(self) -> None:
         check = "list_orchestrations"
         listed = await self.success(check, "list_orchestrations", {})

@@ -30,11 +30,14 @@ impl Write for Capture {
 /// Installs the capturing subscriber (once per process; later calls do nothing),
 /// with the filter the server itself uses.
 pub fn capture() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(trellis::logging::filter("debug"))
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(|| Capture)
-        .try_init();
+        .with_filter(trellis::logging::filter("debug"));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// Everything logged so far in this process.

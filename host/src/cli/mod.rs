@@ -154,7 +154,9 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            // Messages can carry text from the server (an error a function wrote):
+            // no control character reaches the terminal.
+            eprintln!("error: {}", output::printable_text(&describe(&error)));
             ExitCode::FAILURE
         }
     }
@@ -196,17 +198,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs to stderr; `RUST_LOG` filters (default `info`), `TRELLIS_LOG_FORMAT=json`
 /// switches to one JSON object per line.
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let filter = crate::logging::filter(&directives);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("TRELLIS_LOG_FORMAT").is_ok_and(|format| format == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let layer = match std::env::var("TRELLIS_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        true => layer.json().boxed(),
+        false => layer.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(crate::logging::filter(&directives)))
+        .init();
 }
 
 /// A JSON argument: the text itself, `-` for stdin, `@path` for a file; `None` when

@@ -85,6 +85,11 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The same for several lines: line breaks are kept.
+pub fn printable_text(text: &str) -> String {
+    text.split('\n').map(printable).collect::<Vec<_>>().join("\n")
+}
+
 /// `1.2s`, `340ms`, `3m05s`: a duration as people read it.
 pub fn duration(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let ms = (to - from).num_milliseconds().max(0);

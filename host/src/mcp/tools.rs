@@ -16,7 +16,7 @@ use trellis_types::{Function, InvokeResult, List, Orchestration, Run, StartedRun
 /// What every tool that takes or returns a definition needs to know.
 const SECRETS: &str = "Compute steps may carry `encryptedParams`, secrets only that step receives (merged into its function's triggerParams, winning on key collisions). Send a new secret as `{ \"value\": \"…\", \"encrypt\": true }`: it is encrypted before it is stored. Every read shows it masked as `{ \"value\": \"********\", \"encrypted\": true }`; the value can never be read back.";
 
-const UPDATE_RULES: &str = "This is a full replace (version + 1). Start from get_orchestration: send its `name`, `description` and `steps`, edited. To keep a stored secret, send its masked entry `{ \"value\": \"********\", \"encrypted\": true }` back unchanged, on a step with the same `id`; omit an entry to remove that secret; send `{ \"value\": \"…\", \"encrypt\": true }` to replace it. Sending the mask with `encrypt: true` is refused: the mask is never a secret.";
+const UPDATE_RULES: &str = "This is a full replace (version + 1). Start from get_orchestration: send its `name`, `description` and `steps`, edited, and its `version` so a concurrent update is refused rather than overwritten. To keep a stored secret, send its masked entry `{ \"value\": \"********\", \"encrypted\": true }` back unchanged, on a step with the same `id`; omit an entry to remove that secret; send `{ \"value\": \"…\", \"encrypt\": true }` to replace it. Sending the mask with `encrypt: true` is refused: the mask is never a secret.";
 
 const STEP_IDS: &str = "A step sent without `id` gets one from the server (its functionId, or its type, with -2, -3… when taken), returned in the result; ids are how secrets are kept on later updates and how runs name steps.";
 
@@ -31,12 +31,16 @@ struct ById {
     id: String,
 }
 
-/// `id` plus exactly the REST body.
+/// `id` plus exactly the REST body (which may carry the `version` it was read at).
 #[derive(Deserialize, JsonSchema)]
 #[allow(dead_code)] // Only its schema is used: the body goes to the API as sent.
 struct UpdateOrchestration {
     /// The orchestration's id.
     id: String,
+    /// The `version` get_orchestration returned. Given, the update is refused with a
+    /// `conflict` error if another update landed since: read again, then retry.
+    #[serde(default)]
+    version: Option<i64>,
     #[serde(flatten)]
     definition: Definition,
 }
@@ -80,13 +84,17 @@ struct ByRun {
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListRunsArgs {
     /// The orchestration whose runs to list.
     orchestration_id: String,
-    /// The REST route's own query: `status`, `limit`.
-    #[serde(flatten)]
-    filter: RunFilter,
+    /// Only runs in this status.
+    #[serde(default)]
+    status: Option<trellis_client::RunStatus>,
+    /// How many, newest first (1 to 1000, default 100).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    limit: Option<u32>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -354,10 +362,14 @@ pub async fn call(client: &Client, name: &str, args: JsonObject) -> Result<Value
             to_value(client.get_run(&run_id).await.map_err(api)?)
         }
         "list_runs" => {
+            // Strict here, since a flattened `RunFilter` would let misspelt fields
+            // through unnoticed.
             let ListRunsArgs {
                 orchestration_id,
-                filter,
+                status,
+                limit,
             } = arguments(args)?;
+            let filter = RunFilter { status, limit };
             to_value(List {
                 data: client.list_runs(&orchestration_id, &filter).await.map_err(api)?,
             })
