@@ -1,29 +1,35 @@
 //! Persistent state behind one interface, [`Store`], with two backends: embedded SQLite
 //! (the default, a file in the data dir) and PostgreSQL (production and multi-node).
 //!
-//! Each backend implements the private [`Backend`] trait in plain SQL: one small
-//! function per statement, taking any executor, and the backend method that calls them
-//! owns the transaction. `Store` only dispatches, so the two implementations cannot
-//! drift apart in signature, and the conformance suite
-//! (`tests/tests/store_conformance.rs`) runs every case against both so they cannot
-//! drift apart in behaviour.
+//! One SQL layer serves both ([`sql::SqlStore`]), generic over a [`dialect::Dialect`]
+//! that carries only what really differs (JSON casts, the row lock, the timestamp
+//! type, how a write transaction begins, a planner hint, cross-process
+//! notifications). Each statement is written once, in the module of its tables:
+//! `functions.rs`, `orchestrations.rs`, `runs.rs`. Only claiming runs, applying a
+//! worker's transition and listening for runs are written per backend, in
+//! `sqlite.rs` and `postgres.rs`. `Store` dispatches to whichever backend the URL
+//! chose, and the conformance suites (`tests/tests/store_conformance.rs`,
+//! `tests/tests/runs.rs`) run every case against both.
 //!
 //! Adding a table: a migration in both `migrations/sqlite/` and `migrations/postgres/`,
-//! methods on `Backend`, both implementations, a forwarding method on `Store`, and
-//! conformance cases.
+//! its statements in a module here, a forwarding method on `Store`, and conformance
+//! cases.
 
+mod dialect;
+mod functions;
+mod orchestrations;
 mod postgres;
 mod runs;
-mod runs_postgres;
-mod runs_sqlite;
+mod sql;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{Postgres, PostgresStore};
 pub use runs::{
     CancelOutcome, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus, Signals,
-    StepRecord, StepStatus, Transition,
+    StepRecord, StepStatus, Transition, Wake,
 };
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
+pub use sqlite::{Sqlite, SqliteStore};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -98,78 +104,7 @@ pub enum Store {
     Postgres(PostgresStore),
 }
 
-/// The operations every backend provides, one method per `Store` method. Each method
-/// is one transaction (or a single statement).
-trait Backend {
-    fn put_function(
-        &self,
-        id: &str,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> impl Future<Output = Result<PutOutcome>> + Send;
-
-    fn get_function(&self, id: &str) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
-
-    fn get_function_with_bytes(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<(FunctionRecord, Vec<u8>)>>> + Send;
-
-    fn list_functions(&self) -> impl Future<Output = Result<Vec<FunctionRecord>>> + Send;
-
-    fn update_function_settings(
-        &self,
-        id: &str,
-        settings: &FunctionSettings,
-        expected_updated_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<FunctionRecord>>> + Send;
-
-    fn delete_function(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
-
-    fn create_orchestration(
-        &self,
-        id: &str,
-        definition: &str,
-    ) -> impl Future<Output = Result<OrchestrationRecord>> + Send;
-
-    fn get_orchestration(&self, id: &str)
-    -> impl Future<Output = Result<Option<OrchestrationRecord>>> + Send;
-
-    fn get_orchestration_version(
-        &self,
-        id: &str,
-        version: i64,
-    ) -> impl Future<Output = Result<Option<StoredDefinition>>> + Send;
-
-    fn list_orchestrations(&self) -> impl Future<Output = Result<Vec<OrchestrationRecord>>> + Send;
-
-    fn update_orchestration(
-        &self,
-        id: &str,
-        expected_version: i64,
-        definition: &str,
-    ) -> impl Future<Output = Result<UpdateOutcome>> + Send;
-
-    fn delete_orchestration(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
-
-    fn definitions_page(
-        &self,
-        after: Option<(&str, i64)>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<StoredDefinition>>> + Send;
-
-    fn replace_definition(
-        &self,
-        id: &str,
-        version: i64,
-        expected: &str,
-        new: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
-
-    fn close(&self) -> impl Future<Output = ()> + Send;
-}
-
-/// Calls the same `Backend` method on whichever backend `$store` holds.
+/// Calls the same method on whichever backend `$store` holds.
 macro_rules! dispatch {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
@@ -188,12 +123,12 @@ impl Store {
     /// the password from the URL.
     pub async fn connect(url: &str) -> Result<Store> {
         if url.starts_with("sqlite:") {
-            let store = SqliteStore::connect(url)
+            let store = sqlite::connect(url)
                 .await
                 .with_context(|| format!("opening SQLite database {}", redact_url(url)))?;
             Ok(Store::Sqlite(store))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PostgresStore::connect(url)
+            let store = postgres::connect(url)
                 .await
                 .with_context(|| format!("opening PostgreSQL database {}", redact_url(url)))?;
             Ok(Store::Postgres(store))
@@ -379,84 +314,6 @@ pub(crate) fn now() -> DateTime<Utc> {
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
-/// A `functions` row as both backends select it (settings as JSON text).
-#[derive(sqlx::FromRow)]
-struct FunctionRow {
-    id: String,
-    version: i64,
-    sha256: String,
-    size_bytes: i64,
-    settings: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct FunctionRowWithBytes {
-    #[sqlx(flatten)]
-    row: FunctionRow,
-    bytes: Vec<u8>,
-}
-
-impl FunctionRow {
-    fn into_record(self) -> Result<FunctionRecord> {
-        let settings = serde_json::from_str(&self.settings)
-            .with_context(|| format!("stored settings of function {} are not valid", self.id))?;
-        Ok(FunctionRecord {
-            id: self.id,
-            version: self.version,
-            sha256: self.sha256,
-            size_bytes: self.size_bytes,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            settings,
-        })
-    }
-}
-
-impl FunctionRowWithBytes {
-    fn into_record_and_bytes(self) -> Result<(FunctionRecord, Vec<u8>)> {
-        Ok((self.row.into_record()?, self.bytes))
-    }
-}
-
-/// An `orchestrations` row as both backends return it from a write, without the
-/// definition (which the caller already has, and which can be large).
-#[derive(sqlx::FromRow)]
-struct OrchestrationHeader {
-    id: String,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl OrchestrationHeader {
-    fn with_definition(self, definition: &str) -> OrchestrationRecord {
-        OrchestrationRecord {
-            id: self.id,
-            version: self.version,
-            definition: definition.to_owned(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
-    }
-}
-
-/// The version an update of `current` writes.
-fn next_version(id: &str, current: i64) -> Result<i64> {
-    current
-        .checked_add(1)
-        .with_context(|| format!("orchestration {id} has no version numbers left"))
-}
-
-fn settings_json(settings: &FunctionSettings) -> Result<String> {
-    serde_json::to_string(settings).context("serialising function settings")
-}
-
-fn size_of(bytes: &[u8]) -> Result<i64> {
-    i64::try_from(bytes.len()).context("function is larger than the database can record")
-}
-
 /// By hand: a definition holds sealed blobs, which never belong in a log line.
 impl std::fmt::Debug for OrchestrationRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -510,18 +367,5 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(redact_url(url), want, "{url}");
         }
-    }
-
-    #[test]
-    fn settings_missing_from_stored_json_take_defaults() {
-        let settings: FunctionSettings =
-            serde_json::from_str(r#"{"timeoutMs":5000}"#).expect("valid settings JSON");
-        assert_eq!(
-            settings,
-            FunctionSettings {
-                timeout_ms: 5000,
-                ..FunctionSettings::default()
-            }
-        );
     }
 }

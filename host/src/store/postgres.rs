@@ -1,549 +1,287 @@
-//! The PostgreSQL backend, for production and for several nodes sharing one database.
+//! The PostgreSQL backend, for production and for several nodes and worker processes
+//! sharing one database.
 //!
 //! Transactions run at the default READ COMMITTED level; writes that depend on what
-//! they read lock the row with `SELECT … FOR UPDATE`.
+//! they read lock the row with `SELECT … FOR UPDATE`. Claims lock due runs with
+//! `FOR UPDATE SKIP LOCKED`, so concurrent workers split them instead of queueing on
+//! each other. Changes that concern other processes are announced on the
+//! `trellis_runs` channel.
 
-use anyhow::{Context, Result, ensure};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Arguments;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPoolOptions};
 
-use super::{
-    Backend, FunctionRecord, FunctionRow, FunctionRowWithBytes, FunctionSettings, OrchestrationHeader,
-    OrchestrationRecord, PutOutcome, StoredDefinition, UpdateOutcome, next_version, now, settings_json,
-    size_of,
+use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
+use super::runs::{
+    ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, StepRecord, Transition, Wake,
+    count_transaction,
 };
+use super::sql::SqlStore;
+
+pub type PostgresStore = SqlStore<Postgres>;
 
 /// PostgreSQL's default `max_connections` is 100; 16 per node leaves room for several
 /// nodes and workers while covering a node's concurrent requests, which mostly wait
 /// on Wasm execution rather than on the database.
 const MAX_CONNECTIONS: u32 = 16;
 
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pub(super) pool: PgPool,
-    /// Wakes this process's workers and waiters (see `runs.rs`).
-    pub(super) signals: std::sync::Arc<super::Signals>,
-    /// Whether this process relays `NOTIFY trellis_runs` into `signals` yet.
-    pub(super) listening: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// The channel, and its two payloads (see [`Wake::payloads`]).
+const CHANNEL: &str = "trellis_runs";
+
+/// How long the run listener waits before reconnecting after losing its connection.
+const RELISTEN_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Default)]
+pub struct Postgres {
+    /// Whether this process relays `NOTIFY trellis_runs` into its signals yet.
+    listening: Arc<AtomicBool>,
 }
 
-impl PostgresStore {
-    pub(super) async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect(url)
+pub(super) async fn connect(url: &str) -> Result<PostgresStore> {
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect(url)
+        .await
+        .context("connecting")?;
+    // sqlx holds an advisory lock while migrating, so nodes starting together apply
+    // each migration once.
+    sqlx::migrate!("../migrations/postgres")
+        .run(&pool)
+        .await
+        .context("running migrations")?;
+    Ok(SqlStore::new(pool, Postgres::default()))
+}
+
+impl Dialect for Postgres {
+    type Db = sqlx::Postgres;
+
+    const TO_JSON: &'static str = "::jsonb";
+    const JSON_AS_TEXT: &'static str = "::text";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const JOIN_CURRENT_VERSION: &'static str = "JOIN";
+
+    /// Row locks order PostgreSQL's writers; this process need not.
+    async fn write_turn(&self) -> WriteTurn<'_> {
+        None
+    }
+
+    async fn execute(connection: &mut PgConnection, query: &Query<'_>) -> sqlx::Result<u64> {
+        let done = sqlx::query_with(&query.sql, arguments(&query.args)?)
+            .execute(connection)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_optional<T: Record>(
+        connection: &mut PgConnection,
+        query: &Query<'_>,
+    ) -> sqlx::Result<Option<T>> {
+        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
+            .fetch_optional(connection)
             .await
-            .context("connecting")?;
-        // sqlx holds an advisory lock while migrating, so nodes starting together
-        // apply each migration once.
-        sqlx::migrate!("../migrations/postgres")
-            .run(&pool)
+    }
+
+    async fn fetch_all<T: Record>(connection: &mut PgConnection, query: &Query<'_>) -> sqlx::Result<Vec<T>> {
+        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
+            .fetch_all(connection)
             .await
-            .context("running migrations")?;
-        Ok(PostgresStore {
-            pool,
-            signals: Default::default(),
-            listening: Default::default(),
-        })
+    }
+
+    async fn announce(connection: &mut PgConnection, wake: Wake) -> Result<()> {
+        for payload in wake.payloads() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&mut *connection)
+                .await
+                .context("notifying workers")?;
+        }
+        Ok(())
     }
 }
 
-impl Backend for PostgresStore {
-    async fn put_function(&self, id: &str, bytes: &[u8], sha256: &str) -> Result<PutOutcome> {
-        let now = now();
-        let mut tx = self.pool.begin().await.context("beginning transaction")?;
-        let current = match select_function_for_update(&mut *tx, id).await? {
-            Some(row) => row,
-            None => {
-                let settings = settings_json(&FunctionSettings::default())?;
-                match insert_function(&mut *tx, id, bytes, sha256, &settings, now).await? {
-                    Some(created) => {
-                        tx.commit().await.context("committing")?;
-                        return Ok(PutOutcome::Created(created.into_record()?));
+fn arguments(args: &[Arg<'_>]) -> sqlx::Result<PgArguments> {
+    let mut out = PgArguments::default();
+    for arg in args {
+        let added: Result<(), BoxDynError> = match *arg {
+            Arg::Text(text) => out.add(text),
+            Arg::Int(int) => out.add(int),
+            Arg::Bytes(bytes) => out.add(bytes),
+            Arg::Time(time) => out.add(time),
+        };
+        added.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    run: RunRecord,
+    previous_owner: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StepOfRun {
+    run_id: String,
+    #[sqlx(flatten)]
+    step: StepRecord,
+}
+
+impl Queue for SqlStore<Postgres> {
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedRun>> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let returning: Vec<String> = RUN_COLUMNS
+            .split(", ")
+            .map(|column| format!("runs.{column}"))
+            .collect();
+        let claim = Query::new(format!(
+            "WITH due AS ( \
+                 SELECT id, lease_owner AS previous_owner FROM runs \
+                 WHERE due_at IS NOT NULL AND due_at <= $2 ORDER BY due_at LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE runs SET lease_owner = $1, due_at = $3, updated_at = $2, \
+                 status = CASE runs.status WHEN $5 THEN $6 ELSE runs.status END \
+             FROM due WHERE runs.id = due.id RETURNING due.previous_owner, {}",
+            returning.join(", ")
+        ))
+        .bind(owner)
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .bind(RunStatus::Pending)
+        .bind(RunStatus::Running);
+        let rows: Vec<ClaimedRow> = Postgres::fetch_all(&mut tx, &claim)
+            .await
+            .context("claiming runs")?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Read while the claimed rows are locked, so no decision or cancellation can
+        // slip in between the runs and their steps.
+        let ids: Vec<&str> = rows.iter().map(|row| row.run.id.as_str()).collect();
+        let steps: Vec<StepOfRun> = sqlx::query_as(&format!(
+            "SELECT run_id, {STEP_COLUMNS} FROM run_steps WHERE run_id = ANY($1) ORDER BY execution"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading step records")?;
+        tx.commit().await?;
+        let mut claimed: Vec<ClaimedRun> = rows
+            .into_iter()
+            .map(|row| ClaimedRun {
+                run: row.run,
+                steps: Vec::new(),
+                previous_owner: row.previous_owner,
+            })
+            .collect();
+        for StepOfRun { run_id, step } in steps {
+            if let Some(claim) = claimed.iter_mut().find(|claim| claim.run.id == run_id) {
+                claim.steps.push(step);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The engine's hot path, one transaction per step, as one statement (one round
+    /// trip): the fenced `UPDATE`, the step records (written only if the fence held,
+    /// as they join its result) and the notifications, in data-modifying CTEs, which
+    /// PostgreSQL runs in one snapshot and commits together. (`notified` is a plain
+    /// `SELECT`, which runs only if referenced: the final `SELECT` counts it.)
+    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition, wake: Wake) -> Result<bool> {
+        count_transaction();
+        let steps = &transition.steps;
+        let applied: i64 = sqlx::query_scalar(
+            "WITH updated AS ( \
+                 UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
+                 lease_owner = $7, error = $8, updated_at = $9 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = $10 RETURNING id), \
+             written AS ( \
+                 INSERT INTO run_steps (run_id, step_id, execution, status, attempts, output, error, \
+                 logs, started_at, finished_at) \
+                 SELECT updated.id, step.* FROM updated, UNNEST($11::text[], $12::bigint[], \
+                 $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
+                 $18::timestamptz[], $19::timestamptz[]) AS step \
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
+                 status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
+                 error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at RETURNING 1), \
+             notified AS ( \
+                 SELECT pg_notify($21, payload) FROM updated, UNNEST($20::text[]) AS payload) \
+             SELECT (SELECT count(*) FROM updated) \
+                 + 0 * (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM notified)",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(transition.status.as_str())
+        .bind(&transition.current_step)
+        .bind(transition.step_executions)
+        .bind(transition.due_at)
+        .bind(&transition.lease_owner)
+        .bind(&transition.error)
+        .bind(super::now())
+        .bind(transition.expected.as_str())
+        .bind(steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.execution).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.attempts).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.output.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.error.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.logs.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.started_at).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.finished_at).collect::<Vec<_>>())
+        .bind(wake.payloads())
+        .bind(CHANNEL)
+        .fetch_one(&self.pool)
+        .await
+        .context("applying a transition")?;
+        Ok(applied == 1)
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Starts (once) a task that relays `NOTIFY trellis_runs` into this process's
+    /// signals. A lost connection is re-established by the listener; workers also
+    /// poll at a slow interval, so nothing waits forever if a notification is missed.
+    pub(super) async fn listen_for_runs(&self) -> Result<()> {
+        if self.dialect.listening.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("connecting the run listener")?;
+        listener.listen(CHANNEL).await.context("LISTEN trellis_runs")?;
+        let signals = self.signals.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => signals.fire(Wake::of_payload(notification.payload())),
+                    // The store was closed: this process is shutting down.
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
+                        tokio::time::sleep(RELISTEN_DELAY).await;
+                        // After a reconnect, anything may have changed meanwhile.
+                        signals.fire(Wake::ALL);
                     }
-                    // A concurrent put created the function after our select; the
-                    // insert waited for it to commit. Under READ COMMITTED the next
-                    // statement sees that row, so this put becomes a replacement (or
-                    // no-op) of it.
-                    None => select_function_for_update(&mut *tx, id)
-                        .await?
-                        .context("function was deleted while being uploaded; retry")?,
                 }
             }
-        };
-        if current.sha256 == sha256 {
-            // Nothing written; dropping `tx` rolls back and releases the row lock.
-            return Ok(PutOutcome::Unchanged(current.into_record()?));
-        }
-        let replaced = replace_function_bytes(&mut *tx, id, bytes, sha256, now).await?;
-        tx.commit().await.context("committing")?;
-        Ok(PutOutcome::Replaced(replaced.into_record()?))
+        });
+        Ok(())
     }
-
-    async fn get_function(&self, id: &str) -> Result<Option<FunctionRecord>> {
-        select_function(&self.pool, id)
-            .await?
-            .map(FunctionRow::into_record)
-            .transpose()
-    }
-
-    async fn get_function_with_bytes(&self, id: &str) -> Result<Option<(FunctionRecord, Vec<u8>)>> {
-        select_function_with_bytes(&self.pool, id)
-            .await?
-            .map(FunctionRowWithBytes::into_record_and_bytes)
-            .transpose()
-    }
-
-    async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
-        select_functions(&self.pool)
-            .await?
-            .into_iter()
-            .map(FunctionRow::into_record)
-            .collect()
-    }
-
-    async fn update_function_settings(
-        &self,
-        id: &str,
-        settings: &FunctionSettings,
-        expected_updated_at: DateTime<Utc>,
-    ) -> Result<Option<FunctionRecord>> {
-        update_settings(
-            &self.pool,
-            id,
-            &settings_json(settings)?,
-            now(),
-            expected_updated_at,
-        )
-        .await?
-        .map(FunctionRow::into_record)
-        .transpose()
-    }
-
-    async fn delete_function(&self, id: &str) -> Result<bool> {
-        delete_function(&self.pool, id).await
-    }
-
-    async fn create_orchestration(&self, id: &str, definition: &str) -> Result<OrchestrationRecord> {
-        let now = now();
-        let mut tx = self.pool.begin().await.context("beginning transaction")?;
-        let created = insert_orchestration(&mut *tx, id, now)
-            .await?
-            .with_context(|| format!("orchestration {id} already exists"))?;
-        ensure!(
-            insert_orchestration_version(&mut *tx, id, 1, definition, now).await?,
-            "orchestration id {id} was used before: versions of a deleted orchestration remain"
-        );
-        tx.commit().await.context("committing")?;
-        Ok(created.with_definition(definition))
-    }
-
-    async fn get_orchestration(&self, id: &str) -> Result<Option<OrchestrationRecord>> {
-        select_orchestration(&self.pool, id).await
-    }
-
-    async fn get_orchestration_version(&self, id: &str, version: i64) -> Result<Option<StoredDefinition>> {
-        select_orchestration_version(&self.pool, id, version).await
-    }
-
-    async fn list_orchestrations(&self) -> Result<Vec<OrchestrationRecord>> {
-        select_orchestrations(&self.pool).await
-    }
-
-    async fn update_orchestration(
-        &self,
-        id: &str,
-        expected_version: i64,
-        definition: &str,
-    ) -> Result<UpdateOutcome> {
-        let now = now();
-        let mut tx = self.pool.begin().await.context("beginning transaction")?;
-        // The row lock makes concurrent updates (and a delete) wait here until this
-        // transaction ends; under READ COMMITTED they then read the version it wrote.
-        let Some(current) = select_current_version_for_update(&mut *tx, id).await? else {
-            return Ok(UpdateOutcome::NotFound);
-        };
-        if current != expected_version {
-            // Nothing written; dropping `tx` rolls back and releases the row lock.
-            return Ok(UpdateOutcome::Conflict {
-                current_version: current,
-            });
-        }
-        let next = next_version(id, current)?;
-        ensure!(
-            insert_orchestration_version(&mut *tx, id, next, definition, now).await?,
-            "version {next} of orchestration {id} already exists"
-        );
-        let updated = set_current_version(&mut *tx, id, next, now).await?;
-        tx.commit().await.context("committing")?;
-        Ok(UpdateOutcome::Updated(updated.with_definition(definition)))
-    }
-
-    async fn delete_orchestration(&self, id: &str) -> Result<bool> {
-        delete_orchestration(&self.pool, id).await
-    }
-
-    async fn definitions_page(
-        &self,
-        after: Option<(&str, i64)>,
-        limit: u32,
-    ) -> Result<Vec<StoredDefinition>> {
-        match after {
-            None => select_first_definitions(&self.pool, limit).await,
-            Some((id, version)) => select_definitions_after(&self.pool, id, version, limit).await,
-        }
-    }
-
-    async fn replace_definition(&self, id: &str, version: i64, expected: &str, new: &str) -> Result<bool> {
-        replace_definition(&self.pool, id, version, expected, new).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-/// The columns of [`FunctionRow`], in its order; `bytes` is deliberately absent.
-/// `settings` is JSONB, read as text so both backends share one row type.
-macro_rules! record_columns {
-    () => {
-        "id, version, sha256, size_bytes, settings::text AS settings, created_at, updated_at"
-    };
-}
-
-async fn select_function<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM functions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading function {id}"))
-}
-
-/// Like [`select_function`], and locks the row until the transaction ends.
-async fn select_function_for_update<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM functions WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("locking function {id}"))
-}
-
-async fn select_function_with_bytes<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-) -> Result<Option<FunctionRowWithBytes>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        ", bytes FROM functions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading function {id} with its bytes"))
-}
-
-async fn select_functions<'e>(db: impl PgExecutor<'e>) -> Result<Vec<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM functions ORDER BY id"
-    ))
-    .fetch_all(db)
-    .await
-    .context("listing functions")
-}
-
-/// Inserts version 1; `None` if the id already exists (waiting first for a concurrent
-/// insert of the same id to commit or roll back).
-async fn insert_function<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    bytes: &[u8],
-    sha256: &str,
-    settings: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "INSERT INTO functions (id, version, sha256, size_bytes, settings, created_at, updated_at, bytes) ",
-        "VALUES ($1, 1, $2, $3, $4::jsonb, $5, $5, $6) ",
-        "ON CONFLICT (id) DO NOTHING ",
-        "RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(sha256)
-    .bind(size_of(bytes)?)
-    .bind(settings)
-    .bind(now)
-    .bind(bytes)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("inserting function {id}"))
-}
-
-/// New bytes as the next version; settings and `created_at` stay.
-async fn replace_function_bytes<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    bytes: &[u8],
-    sha256: &str,
-    now: DateTime<Utc>,
-) -> Result<FunctionRow> {
-    sqlx::query_as(concat!(
-        "UPDATE functions ",
-        "SET version = version + 1, sha256 = $2, size_bytes = $3, bytes = $4, updated_at = $5 ",
-        "WHERE id = $1 ",
-        "RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(sha256)
-    .bind(size_of(bytes)?)
-    .bind(bytes)
-    .bind(now)
-    .fetch_one(db)
-    .await
-    .with_context(|| format!("replacing function {id}"))
-}
-
-async fn update_settings<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    settings: &str,
-    now: DateTime<Utc>,
-    expected_updated_at: DateTime<Utc>,
-) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "UPDATE functions SET settings = $2::jsonb, updated_at = $3 WHERE id = $1 AND updated_at = $4 RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(settings)
-    .bind(now)
-    .bind(expected_updated_at)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("updating settings of function {id}"))
-}
-
-async fn delete_function<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<bool> {
-    let result = sqlx::query("DELETE FROM functions WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await
-        .with_context(|| format!("deleting function {id}"))?;
-    Ok(result.rows_affected() > 0)
-}
-
-/// The columns of [`OrchestrationHeader`], in its order, from `orchestrations`.
-macro_rules! orchestration_header_columns {
-    () => {
-        "id, current_version AS version, created_at, updated_at"
-    };
-}
-
-/// The columns of [`OrchestrationRecord`], in its order, from `current_orchestrations!`.
-macro_rules! orchestration_record_columns {
-    () => {
-        "o.id, o.current_version AS version, v.definition, o.created_at, o.updated_at"
-    };
-}
-
-/// Every orchestration joined with the text of its current version.
-macro_rules! current_orchestrations {
-    () => {
-        " FROM orchestrations o JOIN orchestration_versions v \
-         ON v.orchestration_id = o.id AND v.version = o.current_version"
-    };
-}
-
-/// Inserts the `orchestrations` row at version 1; `None` if the id already exists
-/// (waiting first for a concurrent insert of the same id to commit or roll back).
-async fn insert_orchestration<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<OrchestrationHeader>> {
-    sqlx::query_as(concat!(
-        "INSERT INTO orchestrations (id, current_version, created_at, updated_at) ",
-        "VALUES ($1, 1, $2, $2) ",
-        "ON CONFLICT (id) DO NOTHING ",
-        "RETURNING ",
-        orchestration_header_columns!()
-    ))
-    .bind(id)
-    .bind(now)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("inserting orchestration {id}"))
-}
-
-/// Inserts one version's text; `false` if that version already exists.
-async fn insert_orchestration_version<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    version: i64,
-    definition: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let result = sqlx::query(
-        "INSERT INTO orchestration_versions (orchestration_id, version, definition, created_at) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (orchestration_id, version) DO NOTHING",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(definition)
-    .bind(now)
-    .execute(db)
-    .await
-    .with_context(|| format!("inserting version {version} of orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
-}
-
-/// The current version, locking the row until the transaction ends.
-async fn select_current_version_for_update<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<i64>> {
-    sqlx::query_scalar("SELECT current_version FROM orchestrations WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .with_context(|| format!("locking orchestration {id}"))
-}
-
-/// Makes `version` current and bumps `updated_at`; `created_at` stays.
-async fn set_current_version<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    version: i64,
-    now: DateTime<Utc>,
-) -> Result<OrchestrationHeader> {
-    sqlx::query_as(concat!(
-        "UPDATE orchestrations SET current_version = $2, updated_at = $3 WHERE id = $1 RETURNING ",
-        orchestration_header_columns!()
-    ))
-    .bind(id)
-    .bind(version)
-    .bind(now)
-    .fetch_one(db)
-    .await
-    .with_context(|| format!("moving orchestration {id} to version {version}"))
-}
-
-async fn select_orchestration<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<OrchestrationRecord>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        orchestration_record_columns!(),
-        current_orchestrations!(),
-        " WHERE o.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading orchestration {id}"))
-}
-
-async fn select_orchestrations<'e>(db: impl PgExecutor<'e>) -> Result<Vec<OrchestrationRecord>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        orchestration_record_columns!(),
-        current_orchestrations!(),
-        " ORDER BY o.created_at, o.id"
-    ))
-    .fetch_all(db)
-    .await
-    .context("listing orchestrations")
-}
-
-async fn select_orchestration_version<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    version: i64,
-) -> Result<Option<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         WHERE orchestration_id = $1 AND version = $2",
-    )
-    .bind(id)
-    .bind(version)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading version {version} of orchestration {id}"))
-}
-
-/// The first page of [`select_definitions_after`].
-async fn select_first_definitions<'e>(db: impl PgExecutor<'e>, limit: u32) -> Result<Vec<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         ORDER BY orchestration_id, version LIMIT $1",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(db)
-    .await
-    .context("reading the first page of orchestration definitions")
-}
-
-/// Up to `limit` versions after (`id`, `version`), in primary-key order: a seek in the
-/// primary-key index, however far into the table the page is.
-async fn select_definitions_after<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    version: i64,
-    limit: u32,
-) -> Result<Vec<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         WHERE (orchestration_id, version) > ($1, $2) \
-         ORDER BY orchestration_id, version LIMIT $3",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(i64::from(limit))
-    .fetch_all(db)
-    .await
-    .with_context(|| format!("reading orchestration definitions after version {version} of {id}"))
-}
-
-/// Deletes the `orchestrations` row only; its versions stay for the runs that pinned
-/// them.
-async fn delete_orchestration<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<bool> {
-    let result = sqlx::query("DELETE FROM orchestrations WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await
-        .with_context(|| format!("deleting orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
-}
-
-/// One statement, so the comparison and the write are atomic without a transaction: a
-/// concurrent swap of the same row makes this one wait, then re-check the condition
-/// against the text that one wrote.
-async fn replace_definition<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-    version: i64,
-    expected: &str,
-    new: &str,
-) -> Result<bool> {
-    let result = sqlx::query(
-        "UPDATE orchestration_versions SET definition = $4 \
-         WHERE orchestration_id = $1 AND version = $2 AND definition = $3",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(expected)
-    .bind(new)
-    .execute(db)
-    .await
-    .with_context(|| format!("replacing the text of version {version} of orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
 }

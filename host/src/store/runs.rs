@@ -4,13 +4,22 @@
 //! meanwhile) writes nothing; API writes (approve, reject, cancel) are conditional on
 //! the run's status, so they and workers never overwrite each other.
 //!
-//! Wake-ups: a change that gives workers something to do (a new run, a decision, a
-//! run parked for a delay or a retry, released leases) signals [`Signals::work`]; a
-//! run that stops (finished, or waiting on a human) signals [`Signals::settled`]. On PostgreSQL the signal crosses processes through
-//! `NOTIFY trellis_runs` once a node calls [`Store::listen_for_runs`].
+//! The statements are written once here; claiming runs and applying a worker's
+//! transition differ enough between the databases to be written per backend
+//! ([`Queue`], in `sqlite.rs` and `postgres.rs`).
+//!
+//! Wake-ups ([`Wake`]) are decided in one place, the [`Store`] methods below: a change
+//! that gives workers something to do (a new run, a decision, a run parked for a delay
+//! or a retry, released leases) wakes [`Signals::work`]; a run that stops (finished,
+//! or waiting on a human) wakes [`Signals::settled`]. They fire in this process after
+//! the change commits. On PostgreSQL the same wake crosses processes as
+//! `NOTIFY trellis_runs`, sent inside the change's transaction so that listeners hear
+//! of it exactly when it becomes visible, once a node calls [`Store::listen_for_runs`].
 
+use super::dialect::{Connection, Dialect, Query};
+use super::sql::SqlStore;
 use super::{Store, dispatch};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
@@ -127,21 +136,80 @@ impl Default for Signals {
 }
 
 impl Signals {
-    pub fn work(&self) {
-        self.work.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn settled(&self) {
-        self.settled.send_modify(|n| *n = n.wrapping_add(1));
+    pub fn fire(&self, wake: Wake) {
+        if wake.work {
+            self.work.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if wake.settled {
+            self.settled.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 
-impl Transition {
-    /// A running run handed back to be picked up again at a time (a delay, a retry
-    /// backoff): workers must learn of it, or they would notice it only at their
-    /// next poll.
-    pub fn parks_running(&self) -> bool {
-        self.status == RunStatus::Running && self.lease_owner.is_none() && self.due_at.is_some()
+/// Who must hear of a committed change: workers (`work`: a run fell due) and waiters
+/// (`settled`: a run finished or began waiting on a person).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wake {
+    pub work: bool,
+    pub settled: bool,
+}
+
+impl Wake {
+    pub const NONE: Wake = Wake {
+        work: false,
+        settled: false,
+    };
+    pub const WORK: Wake = Wake {
+        work: true,
+        settled: false,
+    };
+    pub const SETTLED: Wake = Wake {
+        work: false,
+        settled: true,
+    };
+    pub const ALL: Wake = Wake {
+        work: true,
+        settled: true,
+    };
+
+    /// After a worker's transition: a run that stops running settles; a running run
+    /// handed back to be picked up at a time (a delay, a retry backoff) is work, or
+    /// workers would notice it only at their next poll.
+    pub fn after(transition: &Transition) -> Wake {
+        Wake {
+            work: transition.status == RunStatus::Running
+                && transition.lease_owner.is_none()
+                && transition.due_at.is_some(),
+            settled: transition.status != RunStatus::Running,
+        }
+    }
+
+    /// After a decision: approval lets workers route on; a rejection ends the run.
+    fn after_decision(decision: &Decision) -> Wake {
+        match decision.run_status {
+            RunStatus::Running => Wake::WORK,
+            _ => Wake::SETTLED,
+        }
+    }
+
+    /// What a `NOTIFY trellis_runs` payload from [`Wake::payloads`] asks for.
+    pub fn of_payload(payload: &str) -> Wake {
+        match payload {
+            "settled" => Wake::SETTLED,
+            _ => Wake::WORK,
+        }
+    }
+
+    /// The `NOTIFY trellis_runs` payloads that carry this wake to other processes.
+    pub fn payloads(self) -> Vec<&'static str> {
+        let mut payloads = Vec::new();
+        if self.work {
+            payloads.push("work");
+        }
+        if self.settled {
+            payloads.push("settled");
+        }
+        payloads
     }
 }
 
@@ -153,10 +221,10 @@ pub(super) fn count_transaction() {
     RUN_TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The run operations every backend provides.
-pub(super) trait RunBackend {
-    fn create_run(&self, run: &RunRecord) -> impl Future<Output = Result<()>> + Send;
-
+/// What differs per backend: claiming runs (`FOR UPDATE SKIP LOCKED` against a loop
+/// under SQLite's write lock) and applying a transition in one round trip (a batch of
+/// statements against one statement of data-modifying CTEs).
+pub trait Queue {
     fn claim_runs(
         &self,
         owner: &str,
@@ -165,61 +233,24 @@ pub(super) trait RunBackend {
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<ClaimedRun>>> + Send;
 
+    /// Writes `transition` if `owner` still holds the run in the expected status, and
+    /// announces `wake` to other processes with it.
     fn apply(
         &self,
         run_id: &str,
         owner: &str,
         transition: &Transition,
+        wake: Wake,
     ) -> impl Future<Output = Result<bool>> + Send;
-
-    fn renew_lease(
-        &self,
-        run_id: &str,
-        owner: &str,
-        until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool>> + Send;
-
-    fn release_leases(
-        &self,
-        owner_prefix: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<u64>> + Send;
-
-    fn decide(
-        &self,
-        run_id: &str,
-        decision: &Decision,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<DecideOutcome>> + Send;
-
-    fn cancel_run(
-        &self,
-        run_id: &str,
-        error: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<CancelOutcome>> + Send;
-
-    fn get_run(
-        &self,
-        run_id: &str,
-    ) -> impl Future<Output = Result<Option<(RunRecord, Vec<StepRecord>)>>> + Send;
-
-    fn list_runs(
-        &self,
-        orchestration_id: &str,
-        status: Option<RunStatus>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<RunRecord>>> + Send;
-
-    fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
-
-    fn signals(&self) -> &Signals;
 }
 
 impl Store {
     /// Inserts a new `pending` run, due now, and wakes workers.
     pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
-        dispatch!(self, b => b.create_run(run))
+        let wake = Wake::WORK;
+        dispatch!(self, b => b.create_run(run, wake))?;
+        self.signals().fire(wake);
+        Ok(())
     }
 
     /// Takes up to `limit` due runs for `owner` (a lease token, unique per claim)
@@ -239,7 +270,12 @@ impl Store {
     /// Writes `transition` if `owner` still holds the run in the expected status;
     /// `false` (nothing written) otherwise.
     pub async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
-        dispatch!(self, b => b.apply(run_id, owner, transition))
+        let wake = Wake::after(transition);
+        let applied = dispatch!(self, b => b.apply(run_id, owner, transition, wake))?;
+        if applied {
+            self.signals().fire(wake);
+        }
+        Ok(applied)
     }
 
     /// Extends `owner`'s lease on a run; `false` when it no longer holds it.
@@ -250,7 +286,12 @@ impl Store {
     /// Gives back every run held under a lease token that starts with
     /// `owner_prefix`, due at once (a worker shutting down).
     pub async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
-        dispatch!(self, b => b.release_leases(owner_prefix, now))
+        let wake = Wake::WORK;
+        let released = dispatch!(self, b => b.release_leases(owner_prefix, now, wake))?;
+        if released > 0 {
+            self.signals().fire(wake);
+        }
+        Ok(released)
     }
 
     /// Records the decision on a waiting approval step, if the run is waiting on it.
@@ -260,12 +301,22 @@ impl Store {
         decision: &Decision,
         now: DateTime<Utc>,
     ) -> Result<DecideOutcome> {
-        dispatch!(self, b => b.decide(run_id, decision, now))
+        let wake = Wake::after_decision(decision);
+        let outcome = dispatch!(self, b => b.decide(run_id, decision, now, wake))?;
+        if outcome == DecideOutcome::Decided {
+            self.signals().fire(wake);
+        }
+        Ok(outcome)
     }
 
     /// Cancels an unfinished run; its running or waiting step is cancelled too.
     pub async fn cancel_run(&self, run_id: &str, error: &str, now: DateTime<Utc>) -> Result<CancelOutcome> {
-        dispatch!(self, b => b.cancel_run(run_id, error, now))
+        let wake = Wake::SETTLED;
+        let outcome = dispatch!(self, b => b.cancel_run(run_id, error, now, wake))?;
+        if outcome == CancelOutcome::Cancelled {
+            self.signals().fire(wake);
+        }
+        Ok(outcome)
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Option<(RunRecord, Vec<StepRecord>)>> {
@@ -290,8 +341,8 @@ impl Store {
 
     pub fn signals(&self) -> &Signals {
         match self {
-            Store::Sqlite(b) => b.signals(),
-            Store::Postgres(b) => b.signals(),
+            Store::Sqlite(b) => &b.signals,
+            Store::Postgres(b) => &b.signals,
         }
     }
 
@@ -306,18 +357,211 @@ impl Store {
 }
 
 /// The columns of [`RunRecord`], in its order.
-macro_rules! run_columns {
-    () => {
-        "id, orchestration_id, orchestration_version, status, input, error, current_step, \
-         step_executions, due_at, lease_owner, created_at, updated_at"
-    };
-}
+pub(super) const RUN_COLUMNS: &str = "id, orchestration_id, orchestration_version, status, input, error, \
+     current_step, step_executions, due_at, lease_owner, created_at, updated_at";
 
 /// The columns of [`StepRecord`], in its order.
-macro_rules! step_columns {
-    () => {
-        "step_id, execution, status, attempts, output, error, logs, started_at, finished_at"
-    };
+pub(super) const STEP_COLUMNS: &str =
+    "step_id, execution, status, attempts, output, error, logs, started_at, finished_at";
+
+/// The run statements both backends share. Each write is one transaction, counted.
+impl<D: Dialect> SqlStore<D> {
+    pub(super) async fn create_run(&self, run: &RunRecord, wake: Wake) -> Result<()> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let insert = Query::new(format!(
+            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&run.id)
+        .bind(&run.orchestration_id)
+        .bind(run.orchestration_version)
+        .bind(run.status)
+        .bind(&run.input)
+        .bind(&run.error)
+        .bind(&run.current_step)
+        .bind(run.step_executions)
+        .bind(run.due_at)
+        .bind(&run.lease_owner)
+        .bind(run.created_at)
+        .bind(run.updated_at);
+        D::execute(&mut tx, &insert).await.context("inserting a run")?;
+        D::announce(&mut tx, wake).await?;
+        tx.commit().await
+    }
+
+    pub(super) async fn renew_lease(&self, run_id: &str, owner: &str, until: DateTime<Utc>) -> Result<bool> {
+        count_transaction();
+        let query = Query::new("UPDATE runs SET due_at = $3 WHERE id = $1 AND lease_owner = $2")
+            .bind(run_id)
+            .bind(owner)
+            .bind(until);
+        let renewed = D::execute(&mut *self.writer().await?, &query)
+            .await
+            .context("renewing a lease")?;
+        Ok(renewed == 1)
+    }
+
+    pub(super) async fn release_leases(
+        &self,
+        owner_prefix: &str,
+        now: DateTime<Utc>,
+        wake: Wake,
+    ) -> Result<u64> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let query = Query::new(
+            "UPDATE runs SET lease_owner = NULL, due_at = $2 WHERE substr(lease_owner, 1, length($1)) = $1",
+        )
+        .bind(owner_prefix)
+        .bind(now);
+        let released = D::execute(&mut tx, &query).await.context("releasing leases")?;
+        if released > 0 {
+            D::announce(&mut tx, wake).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    pub(super) async fn decide(
+        &self,
+        run_id: &str,
+        decision: &Decision,
+        now: DateTime<Utc>,
+        wake: Wake,
+    ) -> Result<DecideOutcome> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let due_at = (decision.run_status == RunStatus::Running).then_some(now);
+        let run = Query::new(
+            "UPDATE runs SET status = $3, due_at = $4, lease_owner = NULL, error = $5, updated_at = $6 \
+             WHERE id = $1 AND status = $7 AND current_step = $2",
+        )
+        .bind(run_id)
+        .bind(decision.step_id.as_str())
+        .bind(decision.run_status)
+        .bind(due_at)
+        .bind(&decision.run_error)
+        .bind(now)
+        .bind(RunStatus::Waiting);
+        if D::execute(&mut tx, &run).await.context("recording a decision")? == 0 {
+            return Ok(match status_of::<D>(&mut tx, run_id).await? {
+                None => DecideOutcome::NotFound,
+                Some(status) => DecideOutcome::NotWaiting { status },
+            });
+        }
+        let step = Query::new(
+            "UPDATE run_steps SET status = $3, output = $4, finished_at = $5 WHERE run_id = $1 AND step_id = $2",
+        )
+        .bind(run_id)
+        .bind(decision.step_id.as_str())
+        .bind(decision.step_status)
+        .bind(decision.output.as_str())
+        .bind(now);
+        D::execute(&mut tx, &step).await.context("recording a decision")?;
+        D::announce(&mut tx, wake).await?;
+        tx.commit().await?;
+        Ok(DecideOutcome::Decided)
+    }
+
+    pub(super) async fn cancel_run(
+        &self,
+        run_id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+        wake: Wake,
+    ) -> Result<CancelOutcome> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let run = Query::new(
+            "UPDATE runs SET status = $4, due_at = NULL, lease_owner = NULL, error = $2, updated_at = $3 \
+             WHERE id = $1 AND status IN ($5, $6, $7)",
+        )
+        .bind(run_id)
+        .bind(error)
+        .bind(now)
+        .bind(RunStatus::Cancelled)
+        .bind(RunStatus::Pending)
+        .bind(RunStatus::Running)
+        .bind(RunStatus::Waiting);
+        if D::execute(&mut tx, &run).await.context("cancelling a run")? == 0 {
+            return Ok(match status_of::<D>(&mut tx, run_id).await? {
+                None => CancelOutcome::NotFound,
+                Some(status) => CancelOutcome::Finished(status),
+            });
+        }
+        let steps = Query::new(
+            "UPDATE run_steps SET status = $3, finished_at = $2 WHERE run_id = $1 AND status IN ($4, $5)",
+        )
+        .bind(run_id)
+        .bind(now)
+        .bind(StepStatus::Cancelled)
+        .bind(StepStatus::Running)
+        .bind(StepStatus::Waiting);
+        D::execute(&mut tx, &steps)
+            .await
+            .context("cancelling a run's steps")?;
+        D::announce(&mut tx, wake).await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    pub(super) async fn get_run(&self, run_id: &str) -> Result<Option<(RunRecord, Vec<StepRecord>)>> {
+        let mut connection = self.reader().await?;
+        let query = Query::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")).bind(run_id);
+        let run: Option<RunRecord> = D::fetch_optional(&mut connection, &query)
+            .await
+            .context("reading a run")?;
+        match run {
+            None => Ok(None),
+            Some(run) => Ok(Some((run, select_steps::<D>(&mut connection, run_id).await?))),
+        }
+    }
+
+    pub(super) async fn list_runs(
+        &self,
+        orchestration_id: &str,
+        status: Option<RunStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        let query = Query::new(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE orchestration_id = $1 AND ($3 IS NULL OR status = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(orchestration_id)
+        .bind(limit)
+        .bind(status.map(RunStatus::as_str));
+        D::fetch_all(&mut *self.reader().await?, &query)
+            .await
+            .context("listing runs")
+    }
+
+    pub(super) async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let query = Query::new("SELECT MIN(due_at) FROM runs WHERE due_at IS NOT NULL");
+        let next: Option<(Option<DateTime<Utc>>,)> = D::fetch_optional(&mut *self.reader().await?, &query)
+            .await
+            .context("reading the next due run")?;
+        Ok(next.and_then(|(due,)| due))
+    }
 }
 
-pub(super) use {run_columns, step_columns};
+/// The steps of `run_id`, in the order they were entered.
+pub(super) async fn select_steps<D: Dialect>(
+    connection: &mut Connection<D>,
+    run_id: &str,
+) -> Result<Vec<StepRecord>> {
+    let query = Query::new(format!(
+        "SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = $1 ORDER BY execution"
+    ))
+    .bind(run_id);
+    D::fetch_all(connection, &query)
+        .await
+        .context("reading step records")
+}
+
+async fn status_of<D: Dialect>(connection: &mut Connection<D>, run_id: &str) -> Result<Option<RunStatus>> {
+    let query = Query::new("SELECT status FROM runs WHERE id = $1").bind(run_id);
+    let status: Option<(String,)> = D::fetch_optional(connection, &query)
+        .await
+        .context("reading a run")?;
+    Ok(status.map(|(status,)| status.try_into()).transpose()?)
+}

@@ -1,26 +1,30 @@
 //! The embedded SQLite backend: one file in the data dir, no server to run.
 //!
-//! SQLite allows one writer at a time. Every multi-statement write transaction starts
-//! with `BEGIN IMMEDIATE`, taking the write lock up front: a deferred transaction that
-//! reads first and then tries to write can fail at once with `SQLITE_BUSY` when
-//! another connection committed in between, whatever the busy timeout.
-//! Single-statement writes take the lock at their start and need no transaction.
+//! SQLite allows one writer at a time. Writes of this process take turns on an
+//! in-process lock ([`Sqlite::write_turn`]), and write transactions begin with
+//! `BEGIN IMMEDIATE`; there is one process, so claiming runs needs no row locks.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::SqliteExecutor;
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Arguments, Row};
 
-use super::{
-    Backend, FunctionRecord, FunctionRow, FunctionRowWithBytes, FunctionSettings, OrchestrationHeader,
-    OrchestrationRecord, PutOutcome, StoredDefinition, UpdateOutcome, next_version, now, settings_json,
-    size_of,
+use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
+use super::runs::{
+    ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, Transition, Wake, count_transaction,
+    select_steps,
 };
+use super::sql::SqlStore;
+
+pub type SqliteStore = SqlStore<Sqlite>;
 
 /// Under WAL, readers never block and one writer proceeds at a time; a handful of
 /// connections serves concurrent API reads without wasting memory on idle handles.
@@ -31,563 +35,248 @@ const MAX_CONNECTIONS: u32 = 8;
 /// out if something holds the lock abnormally long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
-    /// Write transactions of this process take turns here before `BEGIN IMMEDIATE`.
-    /// SQLite's busy handler waits for a lock by sleeping in steps of up to 100 ms,
-    /// which under concurrent writes turned a 2 ms create into a 300 ms p99; queueing
-    /// in-process hands the lock over without sleeping. (Other processes, such as
+#[derive(Debug, Clone, Default)]
+pub struct Sqlite {
+    /// Writes of this process take turns here before they reach SQLite. SQLite's
+    /// busy handler waits for a lock by sleeping in steps of up to 100 ms, which under
+    /// concurrent writes turned a 2 ms create into a 300 ms p99; queueing in-process
+    /// hands the lock over without sleeping. (Other processes, such as
     /// `trellis keys rewrap`, still meet the busy timeout.)
-    pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// Wakes this process's workers and waiters (see `runs.rs`).
-    pub(super) signals: std::sync::Arc<super::Signals>,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl SqliteStore {
-    pub(super) async fn connect(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .context("parsing the URL")?
-            .create_if_missing(true)
-            // Readers keep reading while a writer commits.
-            .journal_mode(SqliteJournalMode::Wal)
-            // Under WAL, NORMAL never corrupts the file; a power loss (not a process
-            // crash) may undo the last commits. That is the usual trade for a dev and
-            // single-node default, and it avoids an fsync per commit.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        // SQLite creates the file but not its directory (e.g. a fresh data dir).
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+pub(super) async fn connect(url: &str) -> Result<SqliteStore> {
+    let options = SqliteConnectOptions::from_str(url)
+        .context("parsing the URL")?
+        .create_if_missing(true)
+        // Readers keep reading while a writer commits.
+        .journal_mode(SqliteJournalMode::Wal)
+        // Under WAL, NORMAL never corrupts the file; a power loss (not a process
+        // crash) may undo the last commits. That is the usual trade for a dev and
+        // single-node default, and it avoids an fsync per commit.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+    // SQLite creates the file but not its directory (e.g. a fresh data dir).
+    if let Some(dir) = options.get_filename().parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect_with(options)
+        .await
+        .context("connecting")?;
+    sqlx::migrate!("../migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("running migrations")?;
+    Ok(SqlStore::new(pool, Sqlite::default()))
+}
+
+impl Dialect for Sqlite {
+    type Db = sqlx::Sqlite;
+
+    const TO_JSON: &'static str = "";
+    const JSON_AS_TEXT: &'static str = "";
+    const FOR_UPDATE: &'static str = "";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const JOIN_CURRENT_VERSION: &'static str = "CROSS JOIN";
+
+    async fn write_turn(&self) -> WriteTurn<'_> {
+        Some(self.writer.lock().await)
+    }
+
+    async fn execute(connection: &mut SqliteConnection, query: &Query<'_>) -> sqlx::Result<u64> {
+        let done = sqlx::query_with(&query.sql, arguments(&query.args)?)
+            .execute(connection)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_optional<T: Record>(
+        connection: &mut SqliteConnection,
+        query: &Query<'_>,
+    ) -> sqlx::Result<Option<T>> {
+        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
+            .fetch_optional(connection)
             .await
-            .context("connecting")?;
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&pool)
+    }
+
+    async fn fetch_all<T: Record>(
+        connection: &mut SqliteConnection,
+        query: &Query<'_>,
+    ) -> sqlx::Result<Vec<T>> {
+        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
+            .fetch_all(connection)
             .await
-            .context("running migrations")?;
-        Ok(SqliteStore {
-            pool,
-            writer: Default::default(),
-            signals: Default::default(),
-        })
+    }
+
+    async fn announce(_: &mut SqliteConnection, _: Wake) -> Result<()> {
+        Ok(())
     }
 }
 
-impl Backend for SqliteStore {
-    async fn put_function(&self, id: &str, bytes: &[u8], sha256: &str) -> Result<PutOutcome> {
-        let now = now();
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("beginning transaction")?;
-        let current = match select_function(&mut *tx, id).await? {
-            Some(row) => row,
-            None => {
-                let settings = settings_json(&FunctionSettings::default())?;
-                // BEGIN IMMEDIATE means no one else can have inserted since the select,
-                // so the insert always succeeds; it is written like the PostgreSQL one
-                // anyway so that the two read the same.
-                match insert_function(&mut *tx, id, bytes, sha256, &settings, now).await? {
-                    Some(created) => {
-                        tx.commit().await.context("committing")?;
-                        return Ok(PutOutcome::Created(created.into_record()?));
-                    }
-                    None => select_function(&mut *tx, id)
-                        .await?
-                        .context("function was deleted while being uploaded; retry")?,
-                }
-            }
+fn arguments<'q>(args: &[Arg<'q>]) -> sqlx::Result<SqliteArguments<'q>> {
+    let mut out = SqliteArguments::default();
+    for arg in args {
+        let added: Result<(), BoxDynError> = match *arg {
+            Arg::Text(text) => out.add(text),
+            Arg::Int(int) => out.add(int),
+            Arg::Bytes(bytes) => out.add(bytes),
+            Arg::Time(time) => out.add(time.map(timestamp)),
         };
-        if current.sha256 == sha256 {
-            // Nothing written; dropping `tx` rolls back the empty transaction.
-            return Ok(PutOutcome::Unchanged(current.into_record()?));
-        }
-        let replaced = replace_function_bytes(&mut *tx, id, bytes, sha256, now).await?;
-        tx.commit().await.context("committing")?;
-        Ok(PutOutcome::Replaced(replaced.into_record()?))
+        added.map_err(sqlx::Error::Encode)?;
     }
-
-    async fn get_function(&self, id: &str) -> Result<Option<FunctionRecord>> {
-        select_function(&self.pool, id)
-            .await?
-            .map(FunctionRow::into_record)
-            .transpose()
-    }
-
-    async fn get_function_with_bytes(&self, id: &str) -> Result<Option<(FunctionRecord, Vec<u8>)>> {
-        select_function_with_bytes(&self.pool, id)
-            .await?
-            .map(FunctionRowWithBytes::into_record_and_bytes)
-            .transpose()
-    }
-
-    async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
-        select_functions(&self.pool)
-            .await?
-            .into_iter()
-            .map(FunctionRow::into_record)
-            .collect()
-    }
-
-    async fn update_function_settings(
-        &self,
-        id: &str,
-        settings: &FunctionSettings,
-        expected_updated_at: DateTime<Utc>,
-    ) -> Result<Option<FunctionRecord>> {
-        let _writer = self.writer.lock().await;
-        update_settings(
-            &self.pool,
-            id,
-            &settings_json(settings)?,
-            now(),
-            expected_updated_at,
-        )
-        .await?
-        .map(FunctionRow::into_record)
-        .transpose()
-    }
-
-    async fn delete_function(&self, id: &str) -> Result<bool> {
-        let _writer = self.writer.lock().await;
-        delete_function(&self.pool, id).await
-    }
-
-    async fn create_orchestration(&self, id: &str, definition: &str) -> Result<OrchestrationRecord> {
-        let now = now();
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("beginning transaction")?;
-        let created = insert_orchestration(&mut *tx, id, now)
-            .await?
-            .with_context(|| format!("orchestration {id} already exists"))?;
-        ensure!(
-            insert_orchestration_version(&mut *tx, id, 1, definition, now).await?,
-            "orchestration id {id} was used before: versions of a deleted orchestration remain"
-        );
-        tx.commit().await.context("committing")?;
-        Ok(created.with_definition(definition))
-    }
-
-    async fn get_orchestration(&self, id: &str) -> Result<Option<OrchestrationRecord>> {
-        select_orchestration(&self.pool, id).await
-    }
-
-    async fn get_orchestration_version(&self, id: &str, version: i64) -> Result<Option<StoredDefinition>> {
-        select_orchestration_version(&self.pool, id, version).await
-    }
-
-    async fn list_orchestrations(&self) -> Result<Vec<OrchestrationRecord>> {
-        select_orchestrations(&self.pool).await
-    }
-
-    async fn update_orchestration(
-        &self,
-        id: &str,
-        expected_version: i64,
-        definition: &str,
-    ) -> Result<UpdateOutcome> {
-        let now = now();
-        // Reads, then writes what depends on it: the write lock must be held from the
-        // read on, or a concurrent update could slip in between.
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("beginning transaction")?;
-        let Some(current) = select_current_version(&mut *tx, id).await? else {
-            return Ok(UpdateOutcome::NotFound);
-        };
-        if current != expected_version {
-            // Nothing written; dropping `tx` rolls back the empty transaction.
-            return Ok(UpdateOutcome::Conflict {
-                current_version: current,
-            });
-        }
-        let next = next_version(id, current)?;
-        ensure!(
-            insert_orchestration_version(&mut *tx, id, next, definition, now).await?,
-            "version {next} of orchestration {id} already exists"
-        );
-        let updated = set_current_version(&mut *tx, id, next, now).await?;
-        tx.commit().await.context("committing")?;
-        Ok(UpdateOutcome::Updated(updated.with_definition(definition)))
-    }
-
-    async fn delete_orchestration(&self, id: &str) -> Result<bool> {
-        let _writer = self.writer.lock().await;
-        delete_orchestration(&self.pool, id).await
-    }
-
-    async fn definitions_page(
-        &self,
-        after: Option<(&str, i64)>,
-        limit: u32,
-    ) -> Result<Vec<StoredDefinition>> {
-        match after {
-            None => select_first_definitions(&self.pool, limit).await,
-            Some((id, version)) => select_definitions_after(&self.pool, id, version, limit).await,
-        }
-    }
-
-    async fn replace_definition(&self, id: &str, version: i64, expected: &str, new: &str) -> Result<bool> {
-        let _writer = self.writer.lock().await;
-        replace_definition(&self.pool, id, version, expected, new).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
+    Ok(out)
 }
 
-/// Timestamps are stored as fixed-width RFC 3339 text (see the migration); sqlx reads
-/// them back into `DateTime<Utc>`.
-pub(super) fn timestamp(t: DateTime<Utc>) -> String {
+/// Timestamps are stored as fixed-width RFC 3339 text (see the migration), so text
+/// order is time order; sqlx reads them back into `DateTime<Utc>`.
+fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The columns of [`FunctionRow`], in its order; `bytes` is deliberately absent.
-macro_rules! record_columns {
-    () => {
-        "id, version, sha256, size_bytes, settings, created_at, updated_at"
-    };
-}
+impl Queue for SqlStore<Sqlite> {
+    /// Under the write lock no one else claims, so due runs are selected, then taken
+    /// one by one.
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedRun>> {
+        count_transaction();
+        let mut tx = self.begin_write().await?;
+        let due = Query::new("SELECT id, lease_owner FROM runs WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2")
+            .bind(now)
+            .bind(limit);
+        let due: Vec<(String, Option<String>)> = Sqlite::fetch_all(&mut tx, &due)
+            .await
+            .context("selecting due runs")?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for (id, previous_owner) in due {
+            let take = Query::new(format!(
+                "UPDATE runs SET lease_owner = $2, due_at = $3, updated_at = $4, \
+                 status = CASE status WHEN $5 THEN $6 ELSE status END WHERE id = $1 RETURNING {RUN_COLUMNS}"
+            ))
+            .bind(id.as_str())
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(RunStatus::Pending)
+            .bind(RunStatus::Running);
+            let run: Option<RunRecord> = Sqlite::fetch_optional(&mut tx, &take)
+                .await
+                .context("claiming a run")?;
+            let run = run.context("a due run vanished under the write lock")?;
+            let steps = select_steps::<Sqlite>(&mut tx, &run.id).await?;
+            claimed.push(ClaimedRun {
+                run,
+                steps,
+                previous_owner,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
 
-async fn select_function<'e>(db: impl SqliteExecutor<'e>, id: &str) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM functions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading function {id}"))
-}
-
-async fn select_function_with_bytes<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-) -> Result<Option<FunctionRowWithBytes>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        ", bytes FROM functions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading function {id} with its bytes"))
-}
-
-async fn select_functions<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM functions ORDER BY id"
-    ))
-    .fetch_all(db)
-    .await
-    .context("listing functions")
-}
-
-/// Inserts version 1; `None` if the id already exists.
-async fn insert_function<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    bytes: &[u8],
-    sha256: &str,
-    settings: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "INSERT INTO functions (id, version, sha256, size_bytes, settings, created_at, updated_at, bytes) ",
-        "VALUES ($1, 1, $2, $3, $4, $5, $5, $6) ",
-        "ON CONFLICT (id) DO NOTHING ",
-        "RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(sha256)
-    .bind(size_of(bytes)?)
-    .bind(settings)
-    .bind(timestamp(now))
-    .bind(bytes)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("inserting function {id}"))
-}
-
-/// New bytes as the next version; settings and `created_at` stay.
-async fn replace_function_bytes<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    bytes: &[u8],
-    sha256: &str,
-    now: DateTime<Utc>,
-) -> Result<FunctionRow> {
-    sqlx::query_as(concat!(
-        "UPDATE functions ",
-        "SET version = version + 1, sha256 = $2, size_bytes = $3, bytes = $4, updated_at = $5 ",
-        "WHERE id = $1 ",
-        "RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(sha256)
-    .bind(size_of(bytes)?)
-    .bind(bytes)
-    .bind(timestamp(now))
-    .fetch_one(db)
-    .await
-    .with_context(|| format!("replacing function {id}"))
-}
-
-async fn update_settings<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    settings: &str,
-    now: DateTime<Utc>,
-    expected_updated_at: DateTime<Utc>,
-) -> Result<Option<FunctionRow>> {
-    sqlx::query_as(concat!(
-        "UPDATE functions SET settings = $2, updated_at = $3 WHERE id = $1 AND updated_at = $4 RETURNING ",
-        record_columns!()
-    ))
-    .bind(id)
-    .bind(settings)
-    .bind(timestamp(now))
-    .bind(timestamp(expected_updated_at))
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("updating settings of function {id}"))
-}
-
-async fn delete_function<'e>(db: impl SqliteExecutor<'e>, id: &str) -> Result<bool> {
-    let result = sqlx::query("DELETE FROM functions WHERE id = $1")
-        .bind(id)
-        .execute(db)
+    /// The engine's hot path, one transaction per step, sent as one batch of
+    /// statements: each statement sent on its own is a round trip to the
+    /// connection's thread, and those handoffs, not SQLite, were most of a step's
+    /// time. The fence's outcome comes back from `SELECT changes()` right after the
+    /// fenced `UPDATE`, and each step record is written only if the statement before
+    /// it changed a row, so a refused transition writes nothing.
+    ///
+    /// The batch opens and commits its transaction itself, so it runs on a task of
+    /// its own: a caller dropped midway (a worker shutting down) must not leave a
+    /// transaction open on a pooled connection.
+    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition, _: Wake) -> Result<bool> {
+        let (pool, dialect) = (self.pool.clone(), self.dialect.clone());
+        let (run_id, owner, transition) = (run_id.to_owned(), owner.to_owned(), transition.clone());
+        tokio::spawn(async move {
+            let _turn = dialect.write_turn().await;
+            apply_batch(&pool, &run_id, &owner, &transition).await
+        })
         .await
-        .with_context(|| format!("deleting function {id}"))?;
-    Ok(result.rows_affected() > 0)
+        .context("the task applying a transition failed")?
+    }
 }
 
-/// The columns of [`OrchestrationHeader`], in its order, from `orchestrations`.
-macro_rules! orchestration_header_columns {
-    () => {
-        "id, current_version AS version, created_at, updated_at"
-    };
+/// One [`Queue::apply`] batch; the caller holds the writer turn.
+async fn apply_batch(pool: &SqlitePool, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
+    count_transaction();
+    let mut connection = pool.acquire().await.context("acquiring a connection")?;
+    let mut batch = Query::new(apply_sql(transition.steps.len()))
+        .bind(run_id)
+        .bind(owner)
+        .bind(transition.status)
+        .bind(&transition.current_step)
+        .bind(transition.step_executions)
+        .bind(transition.due_at)
+        .bind(&transition.lease_owner)
+        .bind(&transition.error)
+        .bind(super::now())
+        .bind(transition.expected);
+    for step in &transition.steps {
+        batch = batch
+            .bind(step.step_id.as_str())
+            .bind(step.execution)
+            .bind(step.status)
+            .bind(step.attempts)
+            .bind(&step.output)
+            .bind(&step.error)
+            .bind(&step.logs)
+            .bind(step.started_at)
+            .bind(step.finished_at);
+    }
+    // `fetch_all`, not `fetch_one`: the batch runs only as far as it is read.
+    let rows = sqlx::query_with(&batch.sql, arguments(&batch.args)?)
+        .fetch_all(&mut *connection)
+        .await;
+    match rows {
+        Ok(rows) => {
+            let fenced: i64 = rows
+                .first()
+                .context("no fence row")?
+                .try_get(0)
+                .context("reading the fence")?;
+            Ok(fenced == 1)
+        }
+        Err(error) => {
+            // A statement failed midway: end the transaction it opened, or, failing
+            // that, the connection.
+            if sqlx::query("ROLLBACK").execute(&mut *connection).await.is_err() {
+                connection.close_on_drop();
+            }
+            Err(error).context("applying a transition")
+        }
+    }
 }
 
-/// The columns of [`OrchestrationRecord`], in its order, from `current_orchestrations!`.
-macro_rules! orchestration_record_columns {
-    () => {
-        "o.id, o.current_version AS version, v.definition, o.created_at, o.updated_at"
-    };
-}
-
-/// Every orchestration joined with the text of its current version. CROSS JOIN is
-/// SQLite's way to fix the join order: without it the planner may scan every version
-/// of every orchestration and look each orchestration up, rather than the reverse.
-macro_rules! current_orchestrations {
-    () => {
-        " FROM orchestrations o CROSS JOIN orchestration_versions v \
-         ON v.orchestration_id = o.id AND v.version = o.current_version"
-    };
-}
-
-/// Inserts the `orchestrations` row at version 1; `None` if the id already exists.
-async fn insert_orchestration<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<OrchestrationHeader>> {
-    sqlx::query_as(concat!(
-        "INSERT INTO orchestrations (id, current_version, created_at, updated_at) ",
-        "VALUES ($1, 1, $2, $2) ",
-        "ON CONFLICT (id) DO NOTHING ",
-        "RETURNING ",
-        orchestration_header_columns!()
-    ))
-    .bind(id)
-    .bind(timestamp(now))
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("inserting orchestration {id}"))
-}
-
-/// Inserts one version's text; `false` if that version already exists.
-async fn insert_orchestration_version<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    version: i64,
-    definition: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let result = sqlx::query(
-        "INSERT INTO orchestration_versions (orchestration_id, version, definition, created_at) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (orchestration_id, version) DO NOTHING",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(definition)
-    .bind(timestamp(now))
-    .execute(db)
-    .await
-    .with_context(|| format!("inserting version {version} of orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
-}
-
-async fn select_current_version<'e>(db: impl SqliteExecutor<'e>, id: &str) -> Result<Option<i64>> {
-    sqlx::query_scalar("SELECT current_version FROM orchestrations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .with_context(|| format!("reading the version of orchestration {id}"))
-}
-
-/// Makes `version` current and bumps `updated_at`; `created_at` stays.
-async fn set_current_version<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    version: i64,
-    now: DateTime<Utc>,
-) -> Result<OrchestrationHeader> {
-    sqlx::query_as(concat!(
-        "UPDATE orchestrations SET current_version = $2, updated_at = $3 WHERE id = $1 RETURNING ",
-        orchestration_header_columns!()
-    ))
-    .bind(id)
-    .bind(version)
-    .bind(timestamp(now))
-    .fetch_one(db)
-    .await
-    .with_context(|| format!("moving orchestration {id} to version {version}"))
-}
-
-async fn select_orchestration<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-) -> Result<Option<OrchestrationRecord>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        orchestration_record_columns!(),
-        current_orchestrations!(),
-        " WHERE o.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading orchestration {id}"))
-}
-
-async fn select_orchestrations<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<OrchestrationRecord>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        orchestration_record_columns!(),
-        current_orchestrations!(),
-        " ORDER BY o.created_at, o.id"
-    ))
-    .fetch_all(db)
-    .await
-    .context("listing orchestrations")
-}
-
-async fn select_orchestration_version<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    version: i64,
-) -> Result<Option<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         WHERE orchestration_id = $1 AND version = $2",
-    )
-    .bind(id)
-    .bind(version)
-    .fetch_optional(db)
-    .await
-    .with_context(|| format!("reading version {version} of orchestration {id}"))
-}
-
-/// The first page of [`select_definitions_after`].
-async fn select_first_definitions<'e>(
-    db: impl SqliteExecutor<'e>,
-    limit: u32,
-) -> Result<Vec<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         ORDER BY orchestration_id, version LIMIT $1",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(db)
-    .await
-    .context("reading the first page of orchestration definitions")
-}
-
-/// Up to `limit` versions after (`id`, `version`), in primary-key order: a seek in the
-/// primary-key index, however far into the table the page is.
-async fn select_definitions_after<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    version: i64,
-    limit: u32,
-) -> Result<Vec<StoredDefinition>> {
-    sqlx::query_as(
-        "SELECT orchestration_id, version, definition FROM orchestration_versions \
-         WHERE (orchestration_id, version) > ($1, $2) \
-         ORDER BY orchestration_id, version LIMIT $3",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(i64::from(limit))
-    .fetch_all(db)
-    .await
-    .with_context(|| format!("reading orchestration definitions after version {version} of {id}"))
-}
-
-/// Deletes the `orchestrations` row only; its versions stay for the runs that pinned
-/// them.
-async fn delete_orchestration<'e>(db: impl SqliteExecutor<'e>, id: &str) -> Result<bool> {
-    let result = sqlx::query("DELETE FROM orchestrations WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await
-        .with_context(|| format!("deleting orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
-}
-
-/// One statement, so the comparison and the write are atomic without a transaction.
-async fn replace_definition<'e>(
-    db: impl SqliteExecutor<'e>,
-    id: &str,
-    version: i64,
-    expected: &str,
-    new: &str,
-) -> Result<bool> {
-    let result = sqlx::query(
-        "UPDATE orchestration_versions SET definition = $4 \
-         WHERE orchestration_id = $1 AND version = $2 AND definition = $3",
-    )
-    .bind(id)
-    .bind(version)
-    .bind(expected)
-    .bind(new)
-    .execute(db)
-    .await
-    .with_context(|| format!("replacing the text of version {version} of orchestration {id}"))?;
-    Ok(result.rows_affected() > 0)
+/// The batch for `steps` step records: `$1`–`$10` are the run's fields, then nine per
+/// step record.
+fn apply_sql(steps: usize) -> String {
+    let mut sql = String::from(
+        "BEGIN IMMEDIATE; \
+         UPDATE runs SET status = $3, current_step = $4, step_executions = $5, due_at = $6, \
+         lease_owner = $7, error = $8, updated_at = $9 \
+         WHERE id = $1 AND lease_owner = $2 AND status = $10; \
+         SELECT changes();",
+    );
+    for i in 0..steps {
+        let values: Vec<String> = (0..9).map(|k| format!("${}", 11 + i * 9 + k)).collect();
+        sql.push_str(&format!(
+            " INSERT INTO run_steps (run_id, {STEP_COLUMNS}) SELECT $1, {} WHERE changes() = 1 \
+             ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
+             status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
+             error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
+             finished_at = excluded.finished_at;",
+            values.join(", ")
+        ));
+    }
+    sql.push_str(" COMMIT;");
+    sql
 }

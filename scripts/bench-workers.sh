@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# How run throughput scales with worker processes on PostgreSQL: for 1, 2 and 4
+# `trellis worker` processes (override with WORKERS="1 2 4 8"), a fresh database, an
+# API node with `--workers 0`, and `run_load throughput` (3-step `echo` runs, 64
+# starts in flight), printing steps/s and the transactions PostgreSQL committed per
+# step. Usage: scripts/bench-workers.sh [runs per measurement, default 3000].
+# PostgreSQL: TRELLIS_BENCH_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres); databases are created and dropped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3000}
+admin_url=${TRELLIS_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+port=${PORT:-18084}
+url="http://127.0.0.1:$port"
+token=bench-token-0123456789abcdef
+keyring='{"currentKeyVersion":1,"keys":{"1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}'
+data=$(mktemp -d)
+database="trellis_bench_workers_$$"
+pg_url="${admin_url%/*}/$database"
+pids=()
+
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  pids=()
+  psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null || true
+}
+trap 'stop_all; rm -rf "$data"' EXIT
+
+cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml -q
+cargo build --release -p trellis -q --bin trellis --example run_load
+trellis=target/release/trellis
+load=target/release/examples/run_load
+
+for workers in ${WORKERS:-1 2 4}; do
+  psql -q "$admin_url" -c "CREATE DATABASE $database"
+  SECRET_KEYS=$keyring TRELLIS_API_TOKEN=$token "$trellis" serve --listen "127.0.0.1:$port" \
+    --data-dir "$data/api-$workers" --workers 0 --database-url "$pg_url" 2>>"$data/api.log" &
+  pids+=($!)
+  for _ in $(seq 1 400); do curl -sf --noproxy '*' "$url/healthz" >/dev/null && break; sleep 0.05; done
+  curl -sf --noproxy '*' -H "authorization: Bearer $token" -X PUT \
+    --data-binary @functions/target/wasm32-wasip2/release/echo.wasm "$url/v1/functions/echo" >/dev/null
+  for i in $(seq 1 "$workers"); do
+    SECRET_KEYS=$keyring "$trellis" worker --database-url "$pg_url" --data-dir "$data/worker-$workers-$i" \
+      2>>"$data/worker.log" &
+    pids+=($!)
+  done
+  echo -n "$workers worker process(es): "
+  "$load" throughput "$url" "$token" 3 "$runs" 64 "$pg_url"
+  stop_all
+done
