@@ -33,6 +33,10 @@ use tokio::task::JoinSet;
 /// does not cost them an attempt.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a worker waits after a failed claim (the database unreachable, say)
+/// before trying again, so that an outage is not met with a busy loop.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Runs one worker drives at once. Most of a run's time is spent waiting on the
@@ -103,7 +107,8 @@ impl Worker {
         while !*stopped.borrow() {
             while runs.try_join_next().is_some() {}
             let free = slots.available_permits();
-            let mut claimed_all = false;
+            // When to look again if nothing wakes this worker first.
+            let mut next_look = self.config.idle_poll;
             if free > 0 {
                 // Anything signalled from here on is after this claim's snapshot.
                 work.mark_unchanged();
@@ -114,9 +119,14 @@ impl Worker {
                 claims += 1;
                 let token = format!("{}#{claims}", self.id);
                 match store.claim_runs(&token, free as u32, now, now + lease).await {
-                    Ok(claims) => {
-                        claimed_all = claims.len() == free;
-                        for claim in claims {
+                    Ok(claim) => {
+                        if claim.runs.len() == free {
+                            // There may be more: claim again once slots free up.
+                            next_look = Duration::ZERO;
+                        } else if let Some(due) = claim.next_due {
+                            next_look = (due - now).to_std().unwrap_or_default().min(next_look);
+                        }
+                        for run in claim.runs {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
                                 break;
                             };
@@ -124,7 +134,7 @@ impl Worker {
                             let slot_freed = slot_freed.clone();
                             let token = token.clone();
                             runs.spawn(async move {
-                                worker.drive(claim, token).await;
+                                worker.drive(run, token).await;
                                 drop(permit);
                                 slot_freed.notify_one();
                             });
@@ -132,23 +142,22 @@ impl Worker {
                     }
                     Err(error) => {
                         tracing::warn!(worker = %self.id, error = format!("{error:#}"), "claiming runs failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
+                        next_look = CLAIM_RETRY;
                     }
                 }
             }
-            if claimed_all {
+            let full = slots.available_permits() == 0;
+            if next_look.is_zero() && !full {
                 continue;
             }
-            let full = slots.available_permits() == 0;
-            let sleep = match full {
-                true => self.config.idle_poll,
-                false => self.until_next_due().await,
-            };
+            // Sleeping until the next due time rather than polling: only what falls
+            // due, a wake-up or a freed slot (when full) makes this worker claim, so
+            // an idle worker costs the database nothing.
             tokio::select! {
                 _ = work.changed() => {}
                 () = slot_freed.notified(), if full => {}
-                () = tokio::time::sleep(sleep) => {}
+                () = tokio::time::sleep(next_look), if !full => {}
+                () = tokio::time::sleep(self.config.idle_poll), if full => {}
                 _ = stopped.changed() => {}
             }
         }
@@ -168,21 +177,6 @@ impl Worker {
                 error = format!("{error:#}"),
                 "worker stopped without releasing its runs; they are taken over when their leases expire"
             ),
-        }
-    }
-
-    /// How long to sleep until the next run falls due, at most the idle poll.
-    async fn until_next_due(&self) -> Duration {
-        let idle = self.config.idle_poll;
-        match self.engine.store.next_due().await {
-            // Already due, yet not claimed: another worker is claiming it right now.
-            Ok(Some(due)) if due <= now() => Duration::from_millis(20),
-            Ok(Some(due)) => (due - now())
-                .to_std()
-                .unwrap_or_default()
-                .clamp(Duration::from_millis(1), idle),
-            Ok(None) => idle,
-            Err(_) => idle,
         }
     }
 

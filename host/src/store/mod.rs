@@ -25,8 +25,8 @@ mod sqlite;
 
 pub use postgres::{Postgres, PostgresStore};
 pub use runs::{
-    CancelOutcome, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus, Signals,
-    StepRecord, StepStatus, Transition, Wake,
+    CancelOutcome, Claim, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus,
+    Signals, StepRecord, StepStatus, Transition, Wake,
 };
 pub use sql::SqlStore;
 pub use sqlite::{Sqlite, SqliteStore};

@@ -19,8 +19,8 @@ use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPoolOptions};
 
 use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
 use super::runs::{
-    ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, StepRecord, Transition, Wake,
-    count_transaction,
+    Claim, ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, StepRecord, Transition, Wake,
+    count_transaction, next_due,
 };
 use super::sql::SqlStore;
 
@@ -142,7 +142,7 @@ impl Queue for SqlStore<Postgres> {
         limit: u32,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<ClaimedRun>> {
+    ) -> Result<Claim> {
         count_transaction();
         let mut tx = self.begin_write().await?;
         let returning: Vec<String> = RUN_COLUMNS
@@ -168,8 +168,13 @@ impl Queue for SqlStore<Postgres> {
         let rows: Vec<ClaimedRow> = Postgres::fetch_all(&mut tx, &claim)
             .await
             .context("claiming runs")?;
+        let next_due = next_due::<Postgres>(&mut tx, now).await?;
         if rows.is_empty() {
-            return Ok(Vec::new());
+            // Nothing written: dropping `tx` rolls back.
+            return Ok(Claim {
+                runs: Vec::new(),
+                next_due,
+            });
         }
         // Read while the claimed rows are locked, so no decision or cancellation can
         // slip in between the runs and their steps.
@@ -195,7 +200,10 @@ impl Queue for SqlStore<Postgres> {
                 claim.steps.push(step);
             }
         }
-        Ok(claimed)
+        Ok(Claim {
+            runs: claimed,
+            next_due,
+        })
     }
 
     /// The engine's hot path, one transaction per step, as one statement (one round

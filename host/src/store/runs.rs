@@ -73,6 +73,17 @@ pub struct ClaimedRun {
     pub previous_owner: Option<String>,
 }
 
+/// What one claim took, and when a worker should next look.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub runs: Vec<ClaimedRun>,
+    /// The earliest due time after the claim's `now` (a delay, an approval timeout, a
+    /// retry backoff, a lease that may expire), read in the claim's transaction so that
+    /// finding nothing to do costs no second query. Runs due now but locked by a
+    /// concurrent claim are not counted: they are that claim's.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
 /// What a worker writes in one transaction: the run's new state and the step
 /// records that changed. Applied only while the worker still holds the run and the
 /// run is still in `expected` status.
@@ -231,7 +242,7 @@ pub trait Queue {
         limit: u32,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<ClaimedRun>>> + Send;
+    ) -> impl Future<Output = Result<Claim>> + Send;
 
     /// Writes `transition` if `owner` still holds the run in the expected status, and
     /// announces `wake` to other processes with it.
@@ -263,7 +274,7 @@ impl Store {
         limit: u32,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<ClaimedRun>> {
+    ) -> Result<Claim> {
         dispatch!(self, b => b.claim_runs(owner, limit, now, lease_until))
     }
 
@@ -332,11 +343,6 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         dispatch!(self, b => b.list_runs(orchestration_id, status, limit))
-    }
-
-    /// When the next run falls due (including leases that may expire).
-    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        dispatch!(self, b => b.next_due())
     }
 
     pub fn signals(&self) -> &Signals {
@@ -534,14 +540,18 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .context("listing runs")
     }
+}
 
-    pub(super) async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let query = Query::new("SELECT MIN(due_at) FROM runs WHERE due_at IS NOT NULL");
-        let next: Option<(Option<DateTime<Utc>>,)> = D::fetch_optional(&mut *self.reader().await?, &query)
-            .await
-            .context("reading the next due run")?;
-        Ok(next.and_then(|(due,)| due))
-    }
+/// The earliest due time after `now`; see [`Claim::next_due`].
+pub(super) async fn next_due<D: Dialect>(
+    connection: &mut Connection<D>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let query = Query::new("SELECT MIN(due_at) FROM runs WHERE due_at > $1").bind(now);
+    let next: Option<(Option<DateTime<Utc>>,)> = D::fetch_optional(connection, &query)
+        .await
+        .context("reading the next due time")?;
+    Ok(next.and_then(|(due,)| due))
 }
 
 /// The steps of `run_id`, in the order they were entered.

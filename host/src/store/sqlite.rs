@@ -19,8 +19,8 @@ use sqlx::{Arguments, Row};
 
 use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
 use super::runs::{
-    ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, Transition, Wake, count_transaction,
-    select_steps,
+    Claim, ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, Transition, Wake,
+    count_transaction, next_due, select_steps,
 };
 use super::sql::SqlStore;
 
@@ -147,7 +147,7 @@ impl Queue for SqlStore<Sqlite> {
         limit: u32,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<ClaimedRun>> {
+    ) -> Result<Claim> {
         count_transaction();
         let mut tx = self.begin_write().await?;
         let due = Query::new("SELECT id, lease_owner FROM runs WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2")
@@ -179,8 +179,12 @@ impl Queue for SqlStore<Sqlite> {
                 previous_owner,
             });
         }
+        let next_due = next_due::<Sqlite>(&mut tx, now).await?;
         tx.commit().await?;
-        Ok(claimed)
+        Ok(Claim {
+            runs: claimed,
+            next_due,
+        })
     }
 
     /// The engine's hot path, one transaction per step, sent as one batch of
