@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3000}
 admin_url=${TRELLIS_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-port=${PORT:-18084}
+port=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 url="http://127.0.0.1:$port"
 token=bench-token-0123456789abcdef
 keyring='{"currentKeyVersion":1,"keys":{"1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}'
@@ -38,12 +38,14 @@ for workers in ${WORKERS:-1 2 4}; do
   pids+=($!)
   for _ in $(seq 1 400); do curl -sf --noproxy '*' "$url/healthz" >/dev/null && break; sleep 0.05; done
   curl -sf --noproxy '*' -H "authorization: Bearer $token" -X PUT \
-    --data-binary @functions/target/wasm32-wasip2/release/echo.wasm "$url/v1/functions/echo" >/dev/null
+    --data-binary @functions/target/wasm32-wasip2/release/echo.wasm "$url/v1/functions/echo" >/dev/null \
+    || { echo "uploading echo failed; the API node logged:" >&2; cat "$data/api.log" >&2; exit 1; }
   for i in $(seq 1 "$workers"); do
     SECRET_KEYS=$keyring "$trellis" worker --database-url "$pg_url" --data-dir "$data/worker-$workers-$i" \
       2>>"$data/worker.log" &
     pids+=($!)
   done
+  # Echo compiled on the API node; the workers compile it on their first call.
   echo -n "$workers worker process(es): "
   "$load" throughput "$url" "$token" 3 "$runs" 64 "$pg_url"
   stop_all

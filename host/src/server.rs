@@ -8,7 +8,7 @@ use crate::engine::{Engine, Runs, Worker, WorkerConfig, WorkerHandle};
 use crate::functions::Functions;
 use crate::orchestrations::Orchestrations;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::Store;
+use crate::store::{Listen, Store};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,11 +56,12 @@ async fn open_node(
     database_url: &str,
     keyring: std::sync::Arc<crate::secrets::Keyring>,
     runtime: RuntimeConfig,
+    listen: Listen,
 ) -> Result<Node> {
     let store = Store::connect(database_url).await?;
     crate::orchestrations::keys::check_keyring_covers_store(&store, &keyring).await?;
     // Runs are driven and awaited across processes on PostgreSQL.
-    store.listen_for_runs().await?;
+    store.listen_for_runs(listen).await?;
     let functions = Functions::new(store.clone(), Runtime::new(runtime)?);
     let engine = Engine::new(store.clone(), functions.clone(), keyring);
     Ok(Node {
@@ -108,7 +109,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         store,
         functions,
         engine,
-    } = open_node(&config.database_url, config.keyring.clone(), runtime).await?;
+    } = open_node(
+        &config.database_url,
+        config.keyring.clone(),
+        runtime,
+        Listen {
+            waiters: true,
+            workers: config.workers > 0,
+        },
+    )
+    .await?;
     if let Some(dir) = &config.preload_examples {
         preload_examples(&functions, dir).await?;
     }
@@ -180,7 +190,11 @@ pub async fn run_workers(args: WorkerArgs) -> Result<()> {
         std::time::Duration::from_millis(args.runtime.queue_timeout_ms),
         args.runtime.memory_budget_mb,
     );
-    let node = open_node(&database_url, keyring, runtime).await?;
+    let listen = Listen {
+        waiters: false,
+        workers: args.workers > 0,
+    };
+    let node = open_node(&database_url, keyring, runtime, listen).await?;
     let workers = spawn_workers(&node.engine, args.workers, &config);
     tracing::info!(workers = workers.len(), "trellis worker running");
     shutdown_signal().await;

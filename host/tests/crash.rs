@@ -355,3 +355,95 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
     eprintln!("{kills} kills; {resumed} step executions were resumed by another worker");
     database.drop_it().await;
 }
+
+/// Worker processes currently registered for wake-ups in `database`: the advisory
+/// locks each holds on its listener connection.
+async fn registered_workers(database: &str) -> i64 {
+    let mut db = PgConnection::connect(database).await.expect("connecting");
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND classid = x'74726c73'::int::oid AND objsubid = 2 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("reading pg_locks")
+}
+
+async fn until_registered(database: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registered_workers(database).await != want {
+        assert!(Instant::now() < deadline, "never saw {want} registered workers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// New runs are announced to one registered worker process rather than to all: each
+/// process registers once (an API node without workers does not), a killed one is
+/// forgotten with its connection, and runs started after the kill are all driven by
+/// the survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_go_to_live_workers_only() {
+    let database = Database::create().await;
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let (_server, url) = serve(&database.url, dirs.path());
+    let api = Api {
+        http: reqwest::Client::new(),
+        url,
+    };
+    assert_eq!(
+        registered_workers(&database.url).await,
+        0,
+        "an API node is no worker"
+    );
+    let logs = dirs.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("a directory");
+    let mut first = worker(&database.url, &dirs.path().join("w0"), &logs, 0, 0);
+    let second = worker(&database.url, &dirs.path().join("w1"), &logs, 1, 0);
+    until_registered(&database.url, 2).await;
+    first.0.kill().expect("SIGKILL");
+    let _ = first.0.wait();
+    until_registered(&database.url, 1).await;
+
+    api.send(
+        reqwest::Method::PUT,
+        "/v1/functions/flaky",
+        Some(flaky_component()),
+        None,
+    )
+    .await;
+    let steps = json!([{ "id": "one", "type": "compute", "functionId": "flaky" }]);
+    let orchestration = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/orchestrations",
+            None,
+            Some(&json!({ "name": "wake", "steps": steps })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    for _ in 0..20 {
+        let run = api
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/orchestrations/{orchestration}/runs"),
+                None,
+                Some(&json!({ "input": {} })),
+            )
+            .await;
+        let id = run["id"].as_str().expect("a run id");
+        let run = api
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/runs/{id}?waitMs=30000"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    drop(second);
+    database.drop_it().await;
+}

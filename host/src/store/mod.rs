@@ -23,7 +23,7 @@ mod runs;
 mod sql;
 mod sqlite;
 
-pub use postgres::{Postgres, PostgresStore};
+pub use postgres::{Listen, Postgres, PostgresStore};
 pub use runs::{
     CancelOutcome, Claim, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus,
     Signals, StepRecord, StepStatus, Transition, Wake,

@@ -4,8 +4,18 @@
 //! Transactions run at the default READ COMMITTED level; writes that depend on what
 //! they read lock the row with `SELECT … FOR UPDATE`. Claims lock due runs with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent workers split them instead of queueing on
-//! each other. Changes that concern other processes are announced on the
-//! `trellis_runs` channel.
+//! each other.
+//!
+//! Wake-ups cross processes as notifications, and each one delivered costs the
+//! receiving backend a transaction, so they go only where they are needed. A run
+//! that settles is announced on [`SETTLED_CHANNEL`], which only nodes serving the API
+//! (where callers wait on runs) listen to. Work is announced to one worker process,
+//! chosen at random among those registered: each process running workers holds an
+//! advisory lock `(WORKER_LOCK_CLASS, slot)` on its listener connection and listens
+//! on `trellis_work_<slot>`. The lock is the registry: it ends with the connection, so a
+//! dead process is never chosen, and it needs no table or heartbeat. Broadcasting
+//! every new run to every worker made every process pay for every run, so commits
+//! per step grew with the number of workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +41,23 @@ pub type PostgresStore = SqlStore<Postgres>;
 /// on Wasm execution rather than on the database.
 const MAX_CONNECTIONS: u32 = 16;
 
-/// The channel, and its two payloads (see [`Wake::payloads`]).
-const CHANNEL: &str = "trellis_runs";
+/// Where runs that settle are announced, for nodes whose callers wait on runs.
+const SETTLED_CHANNEL: &str = "trellis_settled";
+
+/// The first key of the advisory locks that register worker processes ("trls").
+const WORKER_LOCK_CLASS: i32 = 0x7472_6c73;
+
+/// More worker processes than any deployment runs against one database; a process
+/// that finds every slot taken fails to start rather than go unheard.
+const MAX_WORKER_SLOTS: i32 = 4096;
+
+/// Tells one registered worker process, chosen at random, that work fell due. No
+/// worker registered means none runs: the next to start claims what is due.
+const NOTIFY_ONE_WORKER: &str = "SELECT pg_notify('trellis_work_' || slot, '') FROM ( \
+     SELECT objid AS slot FROM pg_locks WHERE locktype = 'advisory' AND granted \
+     AND classid = $1::oid AND objsubid = 2 \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     ORDER BY random() LIMIT 1) AS worker";
 
 /// How long the run listener waits before reconnecting after losing its connection.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
@@ -95,13 +120,19 @@ impl Dialect for Postgres {
     }
 
     async fn announce(connection: &mut PgConnection, wake: Wake) -> Result<()> {
-        for payload in wake.payloads() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
+        if wake.work {
+            sqlx::query(NOTIFY_ONE_WORKER)
+                .bind(WORKER_LOCK_CLASS)
                 .execute(&mut *connection)
                 .await
-                .context("notifying workers")?;
+                .context("notifying a worker")?;
+        }
+        if wake.settled {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(SETTLED_CHANNEL)
+                .execute(&mut *connection)
+                .await
+                .context("notifying waiters")?;
         }
         Ok(())
     }
@@ -210,7 +241,9 @@ impl Queue for SqlStore<Postgres> {
     /// trip): the fenced `UPDATE`, the step records (written only if the fence held,
     /// as they join its result) and the notifications, in data-modifying CTEs, which
     /// PostgreSQL runs in one snapshot and commits together. (`notified` is a plain
-    /// `SELECT`, which runs only if referenced: the final `SELECT` counts it.)
+    /// `SELECT`, which runs only if referenced: the final `SELECT` counts it.) Only
+    /// `settled` crosses processes here: work a transition creates (a run parked for a
+    /// delay or a retry) is this process's own, and its in-process signal suffices.
     async fn apply(&self, run_id: &str, owner: &str, transition: &Transition, wake: Wake) -> Result<bool> {
         count_transaction();
         let steps = &transition.steps;
@@ -229,8 +262,7 @@ impl Queue for SqlStore<Postgres> {
                  status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
                  error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
                  finished_at = excluded.finished_at RETURNING 1), \
-             notified AS ( \
-                 SELECT pg_notify($21, payload) FROM updated, UNNEST($20::text[]) AS payload) \
+             notified AS (SELECT pg_notify($20, '') FROM updated WHERE $21) \
              SELECT (SELECT count(*) FROM updated) \
                  + 0 * (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM notified)",
         )
@@ -253,8 +285,8 @@ impl Queue for SqlStore<Postgres> {
         .bind(steps.iter().map(|s| s.logs.as_deref()).collect::<Vec<_>>())
         .bind(steps.iter().map(|s| s.started_at).collect::<Vec<_>>())
         .bind(steps.iter().map(|s| s.finished_at).collect::<Vec<_>>())
-        .bind(wake.payloads())
-        .bind(CHANNEL)
+        .bind(SETTLED_CHANNEL)
+        .bind(wake.settled)
         .fetch_one(&self.pool)
         .await
         .context("applying a transition")?;
@@ -263,28 +295,58 @@ impl Queue for SqlStore<Postgres> {
 }
 
 impl SqlStore<Postgres> {
-    /// Starts (once) a task that relays `NOTIFY trellis_runs` into this process's
-    /// signals. A lost connection is re-established by the listener; workers also
-    /// poll at a slow interval, so nothing waits forever if a notification is missed.
-    pub(super) async fn listen_for_runs(&self) -> Result<()> {
+    /// Starts (once) a task that relays notifications into this process's signals:
+    /// settled runs if `listen.waiters`, work if `listen.workers` (registering this
+    /// process as a worker). Workers also poll at a slow interval, so nothing waits
+    /// forever if a notification is missed.
+    pub(super) async fn listen_for_runs(&self, listen: Listen) -> Result<()> {
         if self.dialect.listening.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .context("connecting the run listener")?;
-        listener.listen(CHANNEL).await.context("LISTEN trellis_runs")?;
+        if listen.waiters {
+            listener
+                .listen(SETTLED_CHANNEL)
+                .await
+                .with_context(|| format!("LISTEN {SETTLED_CHANNEL}"))?;
+        }
+        let mut slot = match listen.workers {
+            true => Some(register_worker(&mut listener, None).await?),
+            false => None,
+        };
         let signals = self.signals.clone();
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(notification) => signals.fire(Wake::of_payload(notification.payload())),
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => signals.fire(match notification.channel() {
+                        SETTLED_CHANNEL => Wake::SETTLED,
+                        _ => Wake::WORK,
+                    }),
+                    // The connection was lost and re-established, which released this
+                    // process's registration: take it again.
+                    Ok(None) => {
+                        if slot.is_some() {
+                            match register_worker(&mut listener, slot).await {
+                                Ok(registered) => slot = Some(registered),
+                                Err(error) => {
+                                    tracing::warn!(
+                                        error = format!("{error:#}"),
+                                        "could not register as a worker again; retrying"
+                                    );
+                                    tokio::time::sleep(RELISTEN_DELAY).await;
+                                }
+                            }
+                        }
+                        // Anything may have changed meanwhile.
+                        signals.fire(Wake::ALL);
+                    }
                     // The store was closed: this process is shutting down.
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
-                        tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
+                        tracing::warn!(error = %error, "run listener failed; reconnecting");
                         tokio::time::sleep(RELISTEN_DELAY).await;
-                        // After a reconnect, anything may have changed meanwhile.
                         signals.fire(Wake::ALL);
                     }
                 }
@@ -292,4 +354,44 @@ impl SqlStore<Postgres> {
         });
         Ok(())
     }
+}
+
+/// Which notifications a process listens for; see [`Store::listen_for_runs`].
+///
+/// [`Store::listen_for_runs`]: super::Store::listen_for_runs
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// It serves the API, where callers wait for runs to settle.
+    pub waiters: bool,
+    /// It runs workers, which claim runs that fall due.
+    pub workers: bool,
+}
+
+/// Takes a free worker slot (trying `preferred` first) on the listener's connection
+/// and listens on its channel; returns the slot.
+async fn register_worker(listener: &mut PgListener, preferred: Option<i32>) -> Result<i32> {
+    let candidates = preferred.into_iter().chain(0..MAX_WORKER_SLOTS);
+    for slot in candidates {
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(WORKER_LOCK_CLASS)
+            .bind(slot)
+            .fetch_one(&mut *listener)
+            .await
+            .context("registering as a worker")?;
+        if taken {
+            if let Some(previous) = preferred.filter(|previous| *previous != slot) {
+                listener
+                    .unlisten(&format!("trellis_work_{previous}"))
+                    .await
+                    .context("UNLISTEN")?;
+            }
+            let channel = format!("trellis_work_{slot}");
+            listener
+                .listen(&channel)
+                .await
+                .with_context(|| format!("LISTEN {channel}"))?;
+            return Ok(slot);
+        }
+    }
+    anyhow::bail!("all {MAX_WORKER_SLOTS} worker slots are taken")
 }

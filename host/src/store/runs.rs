@@ -12,13 +12,13 @@
 //! that gives workers something to do (a new run, a decision, a run parked for a delay
 //! or a retry, released leases) wakes [`Signals::work`]; a run that stops (finished,
 //! or waiting on a human) wakes [`Signals::settled`]. They fire in this process after
-//! the change commits. On PostgreSQL the same wake crosses processes as
-//! `NOTIFY trellis_runs`, sent inside the change's transaction so that listeners hear
-//! of it exactly when it becomes visible, once a node calls [`Store::listen_for_runs`].
+//! the change commits. On PostgreSQL the same wake crosses processes as a
+//! notification (see `postgres.rs` for where each goes), sent inside the change's
+//! transaction so that listeners hear of it exactly when it becomes visible.
 
 use super::dialect::{Connection, Dialect, Query};
 use super::sql::SqlStore;
-use super::{Store, dispatch};
+use super::{Listen, Store, dispatch};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -202,26 +202,6 @@ impl Wake {
             _ => Wake::SETTLED,
         }
     }
-
-    /// What a `NOTIFY trellis_runs` payload from [`Wake::payloads`] asks for.
-    pub fn of_payload(payload: &str) -> Wake {
-        match payload {
-            "settled" => Wake::SETTLED,
-            _ => Wake::WORK,
-        }
-    }
-
-    /// The `NOTIFY trellis_runs` payloads that carry this wake to other processes.
-    pub fn payloads(self) -> Vec<&'static str> {
-        let mut payloads = Vec::new();
-        if self.work {
-            payloads.push("work");
-        }
-        if self.settled {
-            payloads.push("settled");
-        }
-        payloads
-    }
 }
 
 /// Transactions issued for runs, by every method here; `/metrics` exposes it so that
@@ -353,11 +333,12 @@ impl Store {
     }
 
     /// Relays other processes' run changes into [`Store::signals`] (PostgreSQL
-    /// `LISTEN`); a no-op on SQLite, which has no other processes. Idempotent.
-    pub async fn listen_for_runs(&self) -> Result<()> {
+    /// `LISTEN`), those that `listen` asks for; a no-op on SQLite, which has no other
+    /// processes. Idempotent.
+    pub async fn listen_for_runs(&self, listen: Listen) -> Result<()> {
         match self {
             Store::Sqlite(_) => Ok(()),
-            Store::Postgres(b) => b.listen_for_runs().await,
+            Store::Postgres(b) => b.listen_for_runs(listen).await,
         }
     }
 }
