@@ -3,8 +3,7 @@
 use super::body::{ApiJson, UPLOAD_LIMIT, read_limited};
 use super::openapi::{Operation, Routes};
 use super::{ApiError, AppState};
-use crate::runtime::Invocation;
-use crate::store::{FunctionRecord, PutOutcome};
+use crate::functions::{FunctionRecord, Invocation, PutOutcome};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
