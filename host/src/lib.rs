@@ -11,6 +11,7 @@
 //! together.
 
 pub mod api;
+mod cache;
 pub mod cli;
 pub mod config;
 pub mod engine;

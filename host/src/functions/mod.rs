@@ -59,6 +59,14 @@ impl From<PrepareError> for FunctionsError {
 
 pub type Result<T, E = FunctionsError> = std::result::Result<T, E>;
 
+/// Compare-and-swap rounds a settings update makes before giving up. Each round
+/// loses only to an update that succeeded, so a few settle any realistic contention.
+const SETTINGS_UPDATE_ROUNDS: usize = 8;
+
+/// How much of an invalid functionId an error repeats: a valid one has at most 63
+/// characters, so a near miss is shown whole, and a runaway path segment is not.
+const MAX_ECHOED_ID_CHARS: usize = 80;
+
 #[derive(Clone)]
 pub struct Functions {
     store: Store,
@@ -145,9 +153,7 @@ impl Functions {
     /// so concurrent patches of different fields all take effect.
     pub async fn update_settings(&self, id: &str, patch: SettingsPatch) -> Result<FunctionRecord> {
         settings::validate_patch(&patch)?;
-        // Each round loses only to an update that succeeded; a few rounds settle any
-        // realistic contention.
-        for _ in 0..8 {
+        for _ in 0..SETTINGS_UPDATE_ROUNDS {
             let current = self.get(id).await?;
             let settings = settings::apply_patch(&patch, current.settings);
             let updated = self
@@ -221,7 +227,9 @@ impl Functions {
 fn check_id(id: &str) -> Result<()> {
     match valid_id(id) {
         true => Ok(()),
-        false => Err(FunctionsError::InvalidId(id.chars().take(80).collect())),
+        false => Err(FunctionsError::InvalidId(
+            id.chars().take(MAX_ECHOED_ID_CHARS).collect(),
+        )),
     }
 }
 

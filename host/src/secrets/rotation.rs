@@ -191,12 +191,15 @@ pub struct RewrapReport {
 /// new version, which the next pass picks up.
 const MAX_PASSES: usize = 5;
 
+/// Compare-and-swap attempts per definition version within a pass. A lost race
+/// means another rewrap got there first, so a couple of rounds settle it. (The
+/// failure it reports says "three times"; change both together.)
+const ROUNDS_PER_DEFINITION: usize = 3;
+
 async fn rewrap_pass(store: &Store, keyring: &Keyring, report: &mut RewrapReport) -> Result<()> {
     each_definition(store, async |stored| {
         let mut text = stored.definition;
-        // A lost race means another rewrap got there first; a couple of rounds
-        // settle it.
-        for _ in 0..3 {
+        for _ in 0..ROUNDS_PER_DEFINITION {
             let mut definition = parse(&text)?;
             let moved = match rewrap_definition(&mut definition, &stored.orchestration_id, keyring) {
                 Ok(0) => return Ok(()),
