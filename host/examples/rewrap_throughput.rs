@@ -1,5 +1,5 @@
 //! Rewrap throughput: stores orchestrations whose secrets use key 1, then times
-//! `keys::rewrap_all` moving them to key 2, in params per second.
+//! `Rotation::rewrap_all` (what `trellis keys rewrap` runs) moving them to key 2, in params per second.
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/trellis_bench cargo run --release -p trellis --example rewrap_throughput -- 2000`
 //! (the argument is the number of orchestrations, each with 10 secrets; the database
@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Instant;
-use trellis::orchestrations::{Orchestrations, keys, model::Definition};
-use trellis::secrets::Keyring;
+use trellis::orchestrations::{Orchestrations, model::Definition};
+use trellis::secrets::{Keyring, Rotation};
 use trellis::store::Store;
 
 fn keyring(current: u32, versions: &[u32]) -> Result<Keyring> {
@@ -62,7 +62,9 @@ async fn main() -> Result<()> {
     );
 
     let started = Instant::now();
-    let report = keys::rewrap_all(&store, &keyring(2, &[1, 2])?).await?;
+    let report = Rotation::new(store, Arc::new(keyring(2, &[1, 2])?))
+        .rewrap_all()
+        .await?;
     let elapsed = started.elapsed();
     println!(
         "rewrapped {} params in {} definitions in {:.2?}: {:.0} params/s",

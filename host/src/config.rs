@@ -1,6 +1,7 @@
 //! Typed configuration, read once at start (flags win over environment variables)
 //! and validated before anything is opened. Handlers never read the environment.
 
+use crate::engine::worker::{DEFAULT_CONCURRENCY, DEFAULT_LEASE};
 use crate::secrets::Keyring;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -217,11 +218,11 @@ pub struct RuntimeArgs {
 pub struct EngineArgs {
     /// How long a worker's claim on a run lasts unless renewed; after a crash, its
     /// runs are taken over this long after its last renewal.
-    #[arg(long, env = "TRELLIS_LEASE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "TRELLIS_LEASE_MS", default_value_t = DEFAULT_LEASE.as_millis() as u64)]
     pub lease_ms: u64,
 
     /// Runs one worker drives at once.
-    #[arg(long, env = "TRELLIS_WORKER_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "TRELLIS_WORKER_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY as u32)]
     pub worker_concurrency: u32,
 }
 

@@ -4,14 +4,17 @@
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Generate, WorkerArgs};
-use crate::engine::{Engine, Runs, Worker, WorkerConfig, WorkerHandle};
+use crate::engine::{Engine, Worker, WorkerConfig, WorkerHandle};
 use crate::functions::Functions;
 use crate::orchestrations::Orchestrations;
+use crate::runs::Runs;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::secrets::{Keyring, Rotation};
 use crate::store::{Listen, Store};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,6 +25,7 @@ pub const EXAMPLES: [&str; 3] = ["echo", "digest", "evaluate-request"];
 /// A server running in this process; dropping it does not stop it, `shutdown` does.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The services the API serves.
     pub state: AppState,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
@@ -54,12 +58,14 @@ struct Node {
 
 async fn open_node(
     database_url: &str,
-    keyring: std::sync::Arc<crate::secrets::Keyring>,
+    keyring: Arc<Keyring>,
     runtime: RuntimeConfig,
     listen: Listen,
 ) -> Result<Node> {
     let store = Store::connect(database_url).await?;
-    crate::orchestrations::keys::check_keyring_covers_store(&store, &keyring).await?;
+    Rotation::new(store.clone(), keyring.clone())
+        .check_keyring_covers_store()
+        .await?;
     // Runs are driven and awaited across processes on PostgreSQL.
     store.listen_for_runs(listen).await?;
     let functions = Functions::new(store.clone(), Runtime::new(runtime)?);
@@ -129,10 +135,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let addr = listener.local_addr()?;
     let workers = spawn_workers(&engine, config.workers, &config.worker);
     let state = AppState {
-        store,
+        backend: store.backend(),
         functions,
         orchestrations,
-        runs: Runs::new(engine),
+        runs: Runs::new(store.clone(), engine.definitions.clone()),
         token: config.api_token.clone(),
         mcp: api::McpEndpoint::new(own_url(addr), config.mcp_allowed_hosts.clone()),
     };
@@ -145,7 +151,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             })
             .await
     });
-    tracing::info!(%addr, backend = state.store.backend(), workers = workers.len(), "trellis listening");
+    tracing::info!(%addr, backend = state.backend, workers = workers.len(), "trellis listening");
     Ok(RunningServer {
         addr,
         state,
@@ -181,7 +187,7 @@ pub async fn run_workers(args: WorkerArgs) -> Result<()> {
         anyhow::bail!("--workers must be at least 1 for trellis worker (it runs nothing else)");
     }
     let config = args.engine.worker_config()?;
-    let keyring = std::sync::Arc::new(args.keyring.load(&args.store, Generate::Never)?);
+    let keyring = Arc::new(args.keyring.load(&args.store, Generate::Never)?);
     let data_dir = &args.store.data_dir;
     crate::config::create_private_dir(data_dir)?;
     let runtime = runtime_config(

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
-use trellis::runtime::Invocation;
+use trellis::functions::Invocation;
 use trellis_tests::{Backend, TestServer, component};
 
 #[tokio::main]

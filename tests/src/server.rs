@@ -70,6 +70,7 @@ pub struct TestServer {
     /// Raw HTTP for what the typed client cannot express (bad tokens, huge bodies).
     pub http: reqwest::Client,
     running: RunningServer,
+    keyring: std::sync::Arc<trellis::secrets::Keyring>,
     database: TestDatabase,
     data_dir: TempDir,
     options: Options,
@@ -115,9 +116,22 @@ impl TestServer {
         Self::boot(stopped.database, stopped.data_dir, options).await
     }
 
-    /// What the server holds: store, functions, orchestrations.
+    /// The services the server's API calls: functions, orchestrations, runs.
     pub fn state(&self) -> &trellis::api::AppState {
         &self.running.state
+    }
+
+    /// The server's database, opened as another process would (`trellis keys`, or a
+    /// test looking at stored rows).
+    pub async fn store(&self) -> trellis::store::Store {
+        trellis::store::Store::connect(self.database_url())
+            .await
+            .expect("opening the server's database")
+    }
+
+    /// The keyring the server runs with.
+    pub fn keyring(&self) -> &std::sync::Arc<trellis::secrets::Keyring> {
+        &self.keyring
     }
 
     pub fn database_url(&self) -> &str {
@@ -144,7 +158,7 @@ impl Stopped {
             data_dir: data_dir.path().to_owned(),
             database_url: database.url().to_owned(),
             api_token: ApiToken::new(TOKEN.to_owned()).expect("a valid token"),
-            keyring,
+            keyring: keyring.clone(),
             max_concurrency: options.max_concurrency,
             queue_timeout: options.queue_timeout,
             memory_budget_mb: options.memory_budget_mb,
@@ -166,6 +180,7 @@ impl Stopped {
             http: reqwest::Client::new(),
             base_url,
             running,
+            keyring,
             database,
             data_dir,
             options,

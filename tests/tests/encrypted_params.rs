@@ -5,7 +5,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
-use trellis::orchestrations::keys;
+use trellis::engine::Definitions;
+use trellis::orchestrations::model::Step;
+use trellis::secrets::{Rotation, input};
 use trellis_tests::search::{assert_nowhere, database_bytes};
 use trellis_tests::{Backend, Options, TOKEN, TestServer, component, keyring_json, logs, on_both_backends};
 
@@ -93,7 +95,10 @@ async fn create(server: &TestServer, private_key: &str, app_id: &str) -> String 
     created["id"].as_str().expect("an id").to_owned()
 }
 
-/// The triggerParams the engine would hand `step` of the current version.
+/// The triggerParams the engine hands `step` of the current version in a run with no
+/// input: the version read as the engine reads it ([`Definitions`]) and assembled by
+/// the function the engine calls ([`input::assemble`]). The params are passed as
+/// stored: they hold no `{{ }}` templates, which is all the engine resolves first.
 async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, String> {
     let version = server
         .state()
@@ -102,13 +107,30 @@ async fn step_input(server: &TestServer, id: &str, step: &str) -> Result<Value, 
         .await
         .map_err(|e| e.to_string())?
         .version;
-    let input = server
-        .state()
-        .orchestrations
-        .step_input(id, version, step, &Map::new())
+    let definition = Definitions::new(server.store().await)
+        .get(id, version)
         .await
+        .map_err(|e| format!("{e:#}"))?
+        .expect("the current version is stored");
+    let params = definition
+        .steps
+        .iter()
+        .find_map(|candidate| match candidate {
+            Step::Compute(compute) if compute.id == step => compute.params.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let input = input::assemble(&definition, id, step, &Map::new(), &params, server.keyring())
         .map_err(|e| e.to_string())?;
     Ok(serde_json::from_str(&input.params).expect("JSON"))
+}
+
+/// What `trellis keys status` and `trellis keys rewrap` run: the rotation service on
+/// the server's database, with the server's keyring.
+async fn rotation(server: &TestServer) -> Rotation {
+    Rotation::connect(server.database_url(), server.keyring().clone())
+        .await
+        .expect("opening the database")
 }
 
 fn assert_not_logged(secrets: &[&str]) {
@@ -298,8 +320,8 @@ async fn storage_holds_no_plaintext(backend: Backend) {
 
 async fn stored_blob(server: &TestServer, id: &str, param: &str) -> (String, u64) {
     let record = server
-        .state()
-        .store
+        .store()
+        .await
         .get_orchestration(id)
         .await
         .expect("read")
@@ -381,21 +403,11 @@ async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
         .await
         .ok()
         .expect("start");
-    let keyring = trellis::secrets::Keyring::from_json(&keyring_json(2, &[1, 2])).expect("keyring");
-    let report = keys::rewrap_all(&server.state().store, &keyring)
-        .await
-        .expect("rewrap");
+    let rotation = rotation(&server).await;
+    let report = rotation.rewrap_all().await.expect("rewrap");
     assert_eq!((report.definitions, report.params), (1, 2));
-    assert_eq!(
-        keys::rewrap_all(&server.state().store, &keyring)
-            .await
-            .expect("again")
-            .params,
-        0
-    );
-    let counts = keys::count_by_version(&server.state().store)
-        .await
-        .expect("status");
+    assert_eq!(rotation.rewrap_all().await.expect("again").params, 0);
+    let counts = rotation.count_by_version().await.expect("status");
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 4)]);
 
     // A keyring whose version 2 is some other key is refused too: it would not open
@@ -434,7 +446,7 @@ async fn a_moved_blob_fails_to_decrypt_by_name(backend: Backend) {
     let (key, app) = (secret("moved-key"), secret("moved-app"));
     let a = create(&server, &key, &app).await;
     let b = create(&server, "b-key", "b-app").await;
-    let store = &server.state().store;
+    let store = &server.store().await;
     let text_a = store
         .get_orchestration(&a)
         .await
@@ -690,14 +702,10 @@ async fn rewrap_walks_every_page(backend: Backend) {
             ..Options::default()
         })
         .await;
-    let keyring = trellis::secrets::Keyring::from_json(&keyring_json(2, &[1, 2])).expect("keyring");
-    let report = keys::rewrap_all(&server.state().store, &keyring)
-        .await
-        .expect("rewrap");
+    let rotation = rotation(&server).await;
+    let report = rotation.rewrap_all().await.expect("rewrap");
     assert_eq!((report.definitions, report.params), (205, 410));
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    let counts = keys::count_by_version(&server.state().store)
-        .await
-        .expect("status");
+    let counts = rotation.count_by_version().await.expect("status");
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 410)]);
 }

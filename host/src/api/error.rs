@@ -2,10 +2,9 @@
 //! for the caller, one status per variant. Internal details are logged, never
 //! returned.
 
-use crate::engine::RunsError;
-use crate::functions::FunctionsError;
+use crate::functions::{FunctionsError, InvokeError, LogEntry};
 use crate::orchestrations::OrchestrationsError;
-use crate::runtime::{InvokeError, LogEntry};
+use crate::runs::RunsError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -85,7 +84,6 @@ impl From<OrchestrationsError> for ApiError {
                 code: "conflict",
                 message,
             },
-            OrchestrationsError::Input(input) => Self::Internal(input.into()),
             OrchestrationsError::Internal(internal) => Self::Internal(internal),
         }
     }

@@ -3,14 +3,18 @@
 use super::body::{ApiJson, UPLOAD_LIMIT, read_limited};
 use super::openapi::{Operation, Routes};
 use super::{ApiError, AppState};
-use crate::runtime::Invocation;
-use crate::store::{FunctionRecord, PutOutcome};
+use crate::functions::{FunctionRecord, Invocation, PutOutcome};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
 use trellis_types::{InvokeResult, List, SettingsPatch};
+
+/// The longest `Idempotency-Key` passed on (a longer one is replaced by a fresh key).
+/// The key identifies an execution, not a payload; 255 bytes fits any UUID, hash or
+/// composite key a client might use.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -120,9 +124,7 @@ async fn invoke(
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok())
-        // The key identifies an execution, not a payload; 255 bytes fits any UUID,
-        // hash or composite key a client might use.
-        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let invocation = Invocation {
         function_id: id,

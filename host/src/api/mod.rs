@@ -2,6 +2,10 @@
 //! together with their OpenAPI description ([`openapi`]), so the document served at
 //! `/openapi.json` is the router's own. This module adds bearer auth to `/v1` and
 //! `/mcp` and mounts the unauthenticated operational routes.
+//!
+//! Handlers talk to the services only ([`crate::functions`],
+//! [`crate::orchestrations`], [`crate::runs`]): each resource module here is the
+//! HTTP face of the service of the same name.
 
 mod body;
 mod error;
@@ -17,10 +21,9 @@ pub use error::ApiError;
 pub use mcp::McpEndpoint;
 
 use crate::config::ApiToken;
-use crate::engine::Runs;
 use crate::functions::Functions;
 use crate::orchestrations::Orchestrations;
-use crate::store::Store;
+use crate::runs::Runs;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -33,7 +36,8 @@ use tracing::Level;
 /// Shared by every handler; clones are cheap (pools and `Arc`s).
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    /// `sqlite` or `postgres`, for `/healthz`.
+    pub backend: &'static str,
     pub functions: Functions,
     pub orchestrations: Orchestrations,
     pub runs: Runs,

@@ -43,7 +43,7 @@ struct Health {
 async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok",
-        backend: state.store.backend(),
+        backend: state.backend,
     })
 }
 
@@ -55,7 +55,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let runtime = state.functions.runtime();
+    let functions = state.functions.metrics();
     let mut text = String::new();
     let mut counter = |name: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -66,24 +66,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     counter(
         "trellis_component_compilations_total",
         "Components compiled by this process (artifact cache misses).",
-        runtime.compilations(),
+        functions.compilations,
     );
     counter(
         "trellis_artifact_cache_hits_total",
         "Components loaded from the on-disk artifact cache without compiling.",
-        runtime.artifact_cache_hits(),
+        functions.artifact_cache_hits,
     );
     counter(
         "trellis_run_transactions_total",
         "Database transactions this process issued for runs (start, claim, step changes, lease renewals, decisions).",
-        crate::store::RUN_TRANSACTIONS.load(std::sync::atomic::Ordering::Relaxed),
+        state.runs.transactions(),
     );
     let _ = writeln!(
         text,
         "# HELP trellis_invocations_in_flight Invocations holding a slot now.\n# TYPE trellis_invocations_in_flight gauge\ntrellis_invocations_in_flight {}",
-        runtime.in_flight()
+        functions.in_flight
     );
-    let pooling = u64::from(runtime.allocator() == crate::runtime::Allocator::Pooling);
+    let pooling = u64::from(functions.pooling_allocator);
     let _ = writeln!(
         text,
         "# HELP trellis_pooling_allocator 1 when the pooling allocator is in use.\n# TYPE trellis_pooling_allocator gauge\ntrellis_pooling_allocator {pooling}"

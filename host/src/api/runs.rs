@@ -4,7 +4,7 @@
 use super::body::{ApiQuery, JSON_LIMIT, read_limited};
 use super::openapi::{Operation, Routes};
 use super::{ApiError, AppState};
-use crate::engine::RunView;
+use crate::runs::{MAX_RUN_INPUT_BYTES, RunView};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -15,7 +15,7 @@ use std::time::Duration;
 use trellis_types::{Decision, List, Run, RunFilter, StartRun, StartedRun};
 
 /// A start body holds a run input of up to 1 MiB plus its `{"input": …}` envelope.
-const START_LIMIT: usize = crate::engine::MAX_RUN_INPUT_BYTES + 1024;
+const START_LIMIT: usize = MAX_RUN_INPUT_BYTES + 1024;
 
 /// The longest a `GET /v1/runs/{id}?waitMs=` holds the request open.
 const MAX_WAIT: Duration = Duration::from_millis(trellis_types::MAX_WAIT_MS);

@@ -1,13 +1,13 @@
 //! `trellis keys generate | status | rewrap`: key rotation for `encryptedParams`.
 //! `status` and `rewrap` work on the database directly (same `DATABASE_URL` and
-//! keyring as the servers), and are safe while servers run.
+//! keyring as the servers) through the rotation service, and are safe while servers
+//! run.
 
 use crate::config::{Generate, KeyringArgs, StoreArgs};
-use crate::orchestrations::keys;
-use crate::secrets::Keyring;
-use crate::store::Store;
+use crate::secrets::{Keyring, Rotation};
 use anyhow::Result;
 use clap::Subcommand;
+use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -36,22 +36,17 @@ impl KeysCommand {
                 println!("{}", Keyring::generate_key_base64());
                 Ok(())
             }
-            Self::Status { store, keyring } => {
-                let keyring = keyring.load(&store, Generate::Never)?;
-                let store = Store::connect(&store.database_url()?).await?;
-                print_status(&store, &keyring).await
-            }
+            Self::Status { store, keyring } => print_status(&connect(&store, &keyring).await?).await,
             Self::Rewrap { store, keyring } => {
-                let keyring = keyring.load(&store, Generate::Never)?;
-                let store = Store::connect(&store.database_url()?).await?;
-                let report = keys::rewrap_all(&store, &keyring).await?;
+                let rotation = connect(&store, &keyring).await?;
+                let report = rotation.rewrap_all().await?;
                 println!(
                     "rewrapped {} params in {} definition versions to key version {}",
                     report.params,
                     report.definitions,
-                    keyring.current_version()
+                    rotation.keyring().current_version()
                 );
-                print_status(&store, &keyring).await?;
+                print_status(&rotation).await?;
                 if !report.failures.is_empty() {
                     for failure in &report.failures {
                         eprintln!("not rewrapped: {failure}");
@@ -67,8 +62,14 @@ impl KeysCommand {
     }
 }
 
-async fn print_status(store: &Store, keyring: &Keyring) -> Result<()> {
-    let counts = keys::count_by_version(store).await?;
+async fn connect(store: &StoreArgs, keyring: &KeyringArgs) -> Result<Rotation> {
+    let keyring = keyring.load(store, Generate::Never)?;
+    Rotation::connect(&store.database_url()?, Arc::new(keyring)).await
+}
+
+async fn print_status(rotation: &Rotation) -> Result<()> {
+    let keyring = rotation.keyring();
+    let counts = rotation.count_by_version().await?;
     println!("{:<12} {:>10}  state", "key version", "params");
     let versions: std::collections::BTreeSet<_> = keyring.versions().chain(counts.keys().copied()).collect();
     for version in versions {

@@ -7,9 +7,9 @@
 use super::plan::{Attempt, ComputeResult, RunState};
 use super::template;
 use crate::functions::{Functions, FunctionsError};
-use crate::orchestrations::input::{self, InputError};
 use crate::orchestrations::model::{ComputeStep, Definition};
 use crate::runtime::{Invocation, InvokeError, LINE_TRUNCATED, LogEntry, MESSAGE_TRUNCATED};
+use crate::secrets::input::{self, InputError};
 use crate::secrets::{Keyring, Redactor};
 use serde_json::{Map, Value};
 use std::time::Duration;

@@ -1,10 +1,11 @@
-//! The engine executes orchestration runs (ARCHITECTURE.md §6).
+//! The engine executes orchestration runs (ARCHITECTURE.md §6); the runs service
+//! ([`crate::runs`]) starts, reads and decides them.
 //!
-//! - [`Runs`]: what the API does with runs: start, read, wait, decide approvals, cancel.
 //! - [`worker`]: claims due runs and drives them; [`plan`] is its state machine,
 //!   [`compute`] one function call with its secrets.
 //! - [`context`], [`template`], [`decision`]: the run context, `{{ path }}` params and
 //!   decision steps.
+//! - [`Definitions`]: the definition versions runs execute, parsed once per process.
 
 pub mod compute;
 pub mod context;
@@ -12,31 +13,18 @@ pub mod decision;
 mod definitions;
 pub mod plan;
 pub mod template;
-mod view;
 pub mod worker;
 
 pub use definitions::Definitions;
-pub use view::{RunView, StepView};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 
 use crate::functions::Functions;
-use crate::orchestrations::model::Step;
 use crate::secrets::Keyring;
-use crate::store::{CancelOutcome, DecideOutcome, RunRecord, RunStatus, Store, now};
-use serde_json::Value;
+use crate::store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The largest run input, as JSON text.
-pub const MAX_RUN_INPUT_BYTES: usize = 1 << 20;
-
-/// The longest comment an approval decision may carry.
-const MAX_COMMENT_CHARS: usize = 4000;
-
-/// Who decides through the API: the bootstrap admin token is the only principal.
-const API_PRINCIPAL: &str = "admin";
-
-/// What workers and the runs API share.
+/// What workers share: the store, the functions they call, the keyring that opens
+/// the steps' secrets, and the definitions they execute.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Store,
@@ -53,201 +41,5 @@ impl Engine {
             functions,
             keyring,
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunsError {
-    #[error("run `{0}` not found")]
-    NotFound(String),
-    #[error("orchestration `{0}` not found")]
-    OrchestrationNotFound(String),
-    #[error("run `{run}` has no step `{step}`")]
-    StepNotFound { run: String, step: String },
-    #[error("step `{0}` is not an approval step")]
-    NotAnApproval(String),
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("run input is {0} bytes; it may be at most {MAX_RUN_INPUT_BYTES}")]
-    InputTooLarge(usize),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-pub type Result<T, E = RunsError> = std::result::Result<T, E>;
-
-/// The runs API.
-#[derive(Clone)]
-pub struct Runs {
-    engine: Engine,
-}
-
-impl Runs {
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
-    }
-
-    /// Starts a run of the orchestration's current version; workers pick it up at
-    /// once. `input` must be a JSON object (absent means `{}`).
-    pub async fn start(&self, orchestration_id: &str, input: Option<Value>) -> Result<RunView> {
-        let input = input.unwrap_or_else(|| Value::Object(Default::default()));
-        if !input.is_object() {
-            return Err(RunsError::InvalidInput(
-                "input must be a JSON object: its keys become the steps' triggerParams".into(),
-            ));
-        }
-        let input = input.to_string();
-        if input.len() > MAX_RUN_INPUT_BYTES {
-            return Err(RunsError::InputTooLarge(input.len()));
-        }
-        let store = &self.engine.store;
-        let orchestration = store
-            .get_orchestration(orchestration_id)
-            .await?
-            .ok_or_else(|| RunsError::OrchestrationNotFound(orchestration_id.to_owned()))?;
-        let now = now();
-        let run = RunRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            orchestration_id: orchestration.id,
-            orchestration_version: orchestration.version,
-            status: RunStatus::Pending,
-            input,
-            error: None,
-            current_step: None,
-            step_executions: 0,
-            due_at: Some(now),
-            lease_owner: None,
-            created_at: now,
-            updated_at: now,
-        };
-        store.create_run(&run).await?;
-        Ok(view::summary(run)?)
-    }
-
-    pub async fn get(&self, run_id: &str) -> Result<RunView> {
-        let (run, steps) = self
-            .engine
-            .store
-            .get_run(run_id)
-            .await?
-            .ok_or_else(|| RunsError::NotFound(run_id.to_owned()))?;
-        self.view(run, steps).await
-    }
-
-    /// The run once it is no longer pending or running (finished, or waiting on an
-    /// approval), or as it is when `timeout` passes first.
-    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut settled = self.engine.store.signals().settled.subscribe();
-        loop {
-            settled.mark_unchanged();
-            let run = self.get(run_id).await?;
-            if !matches!(run.status, RunStatus::Pending | RunStatus::Running) {
-                return Ok(run);
-            }
-            tokio::select! {
-                _ = settled.changed() => {}
-                () = tokio::time::sleep_until(deadline) => return self.get(run_id).await,
-            }
-        }
-    }
-
-    /// The newest `limit` runs of an orchestration (only those in `status`, if
-    /// given), newest first, without their steps.
-    pub async fn list(
-        &self,
-        orchestration_id: &str,
-        status: Option<RunStatus>,
-        limit: u32,
-    ) -> Result<Vec<RunView>> {
-        let runs = self
-            .engine
-            .store
-            .list_runs(orchestration_id, status, limit)
-            .await?;
-        if runs.is_empty()
-            && self
-                .engine
-                .store
-                .get_orchestration(orchestration_id)
-                .await?
-                .is_none()
-        {
-            return Err(RunsError::OrchestrationNotFound(orchestration_id.to_owned()));
-        }
-        runs.into_iter()
-            .map(view::summary)
-            .collect::<anyhow::Result<_>>()
-            .map_err(Into::into)
-    }
-
-    /// Approves or rejects a waiting approval step.
-    pub async fn decide(
-        &self,
-        run_id: &str,
-        step_id: &str,
-        approved: bool,
-        comment: Option<String>,
-    ) -> Result<RunView> {
-        if comment
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS)
-        {
-            return Err(RunsError::InvalidInput(format!(
-                "comment may be at most {MAX_COMMENT_CHARS} characters"
-            )));
-        }
-        let (run, _) = self
-            .engine
-            .store
-            .get_run(run_id)
-            .await?
-            .ok_or_else(|| RunsError::NotFound(run_id.to_owned()))?;
-        let definition = self.engine.definitions.of(&run).await?;
-        let step = definition
-            .steps
-            .iter()
-            .find(|s| s.id() == step_id)
-            .ok_or_else(|| RunsError::StepNotFound {
-                run: run_id.to_owned(),
-                step: step_id.to_owned(),
-            })?;
-        let Step::Approval(approval) = step else {
-            return Err(RunsError::NotAnApproval(step_id.to_owned()));
-        };
-        let now = now();
-        let decision = plan::approval_decision(approval, approved, API_PRINCIPAL, comment.as_deref(), now);
-        match self.engine.store.decide(run_id, &decision, now).await? {
-            DecideOutcome::Decided => self.get(run_id).await,
-            DecideOutcome::NotFound => Err(RunsError::NotFound(run_id.to_owned())),
-            DecideOutcome::NotWaiting { status, .. } => {
-                Err(RunsError::Conflict(match status.is_finished() {
-                    true => format!(
-                        "run `{run_id}` is {}; nothing waits for a decision",
-                        status.as_str()
-                    ),
-                    false => format!("step `{step_id}` is not waiting for a decision"),
-                }))
-            }
-        }
-    }
-
-    pub async fn cancel(&self, run_id: &str) -> Result<RunView> {
-        let error = plan::run_error("cancelled", "the run was cancelled through the API", None);
-        match self.engine.store.cancel_run(run_id, &error, now()).await? {
-            CancelOutcome::Cancelled => self.get(run_id).await,
-            CancelOutcome::NotFound => Err(RunsError::NotFound(run_id.to_owned())),
-            CancelOutcome::Finished(status) => Err(RunsError::Conflict(format!(
-                "run `{run_id}` is already {}",
-                status.as_str()
-            ))),
-        }
-    }
-
-    async fn view(&self, run: RunRecord, steps: Vec<crate::store::StepRecord>) -> Result<RunView> {
-        let definition = self.engine.definitions.of(&run).await?;
-        Ok(view::full(run, steps, &definition)?)
     }
 }

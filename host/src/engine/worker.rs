@@ -33,9 +33,30 @@ use tokio::task::JoinSet;
 /// does not cost them an attempt.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// How long a worker waits after a failed claim (the database unreachable, say)
-/// before trying again, so that an outage is not met with a busy loop.
-const CLAIM_RETRY: Duration = Duration::from_millis(500);
+/// Runs one worker drives at once unless configured (`--worker-concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// A claim's length unless configured (`--lease-ms`): a dead worker's runs are taken
+/// over within 15 s, while a renewal (every third of it) has seconds to spare on a
+/// busy database.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// The longest an idle worker sleeps without checking for due runs: the safety net
+/// for a missed wake-up costs one cheap query a second.
+const DEFAULT_IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Renewals per lease length during a function call: when one fails, two thirds of
+/// the lease are left, and the next try still comes with a third to run.
+const RENEWALS_PER_LEASE: u32 = 3;
+
+/// How long a worker waits after a failed claim before claiming again: a database
+/// that is down or failing over is not hammered, and a passing hiccup costs runs
+/// half a second.
+const CLAIM_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// The shortest sleep until the next due run: tokio's timers count milliseconds, so
+/// a shorter one would spin.
+const MIN_DUE_SLEEP: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -54,9 +75,9 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            concurrency: 64,
-            lease: Duration::from_secs(15),
-            idle_poll: Duration::from_secs(1),
+            concurrency: DEFAULT_CONCURRENCY,
+            lease: DEFAULT_LEASE,
+            idle_poll: DEFAULT_IDLE_POLL,
         }
     }
 }
@@ -124,7 +145,10 @@ impl Worker {
                             // There may be more: claim again once slots free up.
                             next_look = Duration::ZERO;
                         } else if let Some(due) = claim.next_due {
-                            next_look = (due - now).to_std().unwrap_or_default().min(next_look);
+                            next_look = (due - now)
+                                .to_std()
+                                .unwrap_or_default()
+                                .clamp(MIN_DUE_SLEEP, next_look);
                         }
                         for run in claim.runs {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -142,7 +166,7 @@ impl Worker {
                     }
                     Err(error) => {
                         tracing::warn!(worker = %self.id, error = format!("{error:#}"), "claiming runs failed; retrying");
-                        next_look = CLAIM_RETRY;
+                        next_look = CLAIM_RETRY_DELAY;
                     }
                 }
             }
@@ -292,7 +316,7 @@ impl Worker {
         }
     }
 
-    /// Runs `call`, renewing the lease every third of its length; `None` when the
+    /// Runs `call`, renewing the lease [`RENEWALS_PER_LEASE`] times per its length; `None` when the
     /// lease could not be renewed (the run was cancelled or taken over), in which case
     /// the call is dropped, which stops the function.
     async fn holding_lease<T>(
@@ -303,7 +327,7 @@ impl Worker {
     ) -> Result<Option<T>> {
         // Starts a period from now: an interval's immediate first tick is a timer that
         // tokio fires only at its next millisecond, which cost every step that long.
-        let period = self.config.lease / 3;
+        let period = self.config.lease / RENEWALS_PER_LEASE;
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tokio::pin!(call);
         loop {
@@ -323,7 +347,8 @@ impl Worker {
     }
 
     fn lease(&self) -> TimeDelta {
-        TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(15))
+        // `--lease-ms` allows at most an hour, which always converts.
+        TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::seconds(DEFAULT_LEASE.as_secs() as i64))
     }
 }
 

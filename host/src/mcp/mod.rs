@@ -21,6 +21,11 @@ use std::sync::{Arc, OnceLock};
 use tools::Failure;
 use trellis_client::Client;
 
+/// What an MCP request body may hold beyond a tool's arguments, which are at most a
+/// REST body ([`crate::api::JSON_LIMIT`]): the JSON-RPC envelope around them (method,
+/// id, tool name), with ample room.
+const JSON_RPC_ENVELOPE_BYTES: usize = 64 << 10;
+
 const INSTRUCTIONS: &str = "Trellis hosts WebAssembly functions and runs orchestrations of them: compute steps (a function call), approval steps (a person decides), decision steps and delays. Typical use: list_functions to see what can be called; create_orchestration with steps; start_run; wait_run until it completes or waits on an approval; approve_step or reject_step. Compute steps carry their secrets in `encryptedParams` (`{ \"value\": \"…\", \"encrypt\": true }`); they are never shown again, only masked as `{ \"value\": \"********\", \"encrypted\": true }`, which you send back unchanged on update_orchestration to keep a secret.";
 
 /// The tool handler. `client` is the API it calls; over HTTP, each call uses the
@@ -194,8 +199,7 @@ pub fn http_service(
         .with_json_response(true)
         .with_allowed_hosts(allowed_hosts)
         .with_allowed_origins(allowed_origins)
-        // The REST API's own JSON limit: a tool's arguments are at most a REST body.
-        .with_max_request_body_bytes(crate::api::JSON_LIMIT + 64 * 1024);
+        .with_max_request_body_bytes(crate::api::JSON_LIMIT + JSON_RPC_ENVELOPE_BYTES);
     // The API is this very node: never through a proxy.
     let handler = TrellisMcp::per_request(Client::new(api_url, String::new()).direct());
     StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(Default::default()), config)

@@ -1,23 +1,23 @@
 //! Orchestrations as a capability: create, read, update, delete definitions with
-//! step-scoped `encryptedParams` (ARCHITECTURE.md §4), and the step input the engine
-//! hands to a compute step. The REST API, MCP and CLI all go through here.
+//! step-scoped `encryptedParams` (ARCHITECTURE.md §4), sealed and masked by the rules
+//! in [`crate::secrets::params`]. The REST API (and through it MCP and the CLI) goes
+//! through here; below it is the store.
+//!
+//! - [`body`]: a definition out of a request body, with errors naming step and field.
+//! - [`model`]: the definition as sent, stored and read back.
+//! - [`step_ids`]: ids for steps sent without one.
+//! - [`validate`]: shape, references and sizes of a definition.
 
 pub mod body;
-pub mod input;
-pub mod keys;
 pub mod model;
-pub mod params;
 pub mod step_ids;
 pub mod validate;
 
-use crate::secrets::Keyring;
+use crate::secrets::{Keyring, params};
 use crate::store::{OrchestrationRecord, Store, UpdateOutcome};
 use anyhow::Context;
 use model::{Definition, Step};
-use serde_json::{Map, Value};
 use std::sync::Arc;
-
-pub use input::{InputError, StepInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestrationsError {
@@ -31,8 +31,6 @@ pub enum OrchestrationsError {
     UnknownFunction { step: String, function: String },
     #[error("orchestration `{0}` was changed by another request meanwhile; read it again and retry")]
     Conflict(String),
-    #[error(transparent)]
-    Input(#[from] InputError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -116,40 +114,6 @@ impl Orchestrations {
             true => Ok(()),
             false => Err(OrchestrationsError::NotFound(id.to_owned())),
         }
-    }
-
-    /// The triggerParams of compute step `step_id` of version `version`: `input ⊕
-    /// params ⊕ decrypted encryptedParams`. (`{{ }}` templates in params are
-    /// resolved by the engine, which passes them through here once it runs steps.)
-    pub async fn step_input(
-        &self,
-        id: &str,
-        version: i64,
-        step_id: &str,
-        input: &Map<String, Value>,
-    ) -> Result<StepInput> {
-        let stored = self
-            .store
-            .get_orchestration_version(id, version)
-            .await?
-            .ok_or_else(|| OrchestrationsError::NotFound(id.to_owned()))?;
-        let definition = parse(&stored.definition)?;
-        let params = definition
-            .steps
-            .iter()
-            .find_map(|step| match step {
-                Step::Compute(compute) if compute.id == step_id => compute.params.clone(),
-                _ => None,
-            })
-            .unwrap_or_default();
-        Ok(input::assemble(
-            &definition,
-            id,
-            step_id,
-            input,
-            &params,
-            &self.keyring,
-        )?)
     }
 
     async fn current(&self, id: &str) -> Result<OrchestrationRecord> {

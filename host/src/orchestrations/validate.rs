@@ -83,8 +83,8 @@ pub fn check(definition: &Definition) -> Result {
         let id = step.id();
         if !valid_step_id(id) {
             return Err(invalid(format!(
-                "step id `{}` is invalid: use 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit",
-                id.chars().take(64).collect::<String>()
+                "step id `{}` is invalid: use 1 to {MAX_STEP_ID_BYTES} letters, digits, `-` or `_`, starting with a letter or digit",
+                id.chars().take(MAX_STEP_ID_BYTES).collect::<String>()
             )));
         }
         if !ids.insert(id) {

@@ -1,6 +1,7 @@
 //! Runs functions: validates and compiles components, keeps one pre-instantiated
-//! component per function version, and invokes them in a fresh sandbox each time
-//! under a deadline, a memory cap and a concurrency bound.
+//! component per function version in use (up to [`MAX_PREPARED`]), and invokes them
+//! in a fresh sandbox each time under a deadline, a memory cap and a concurrency
+//! bound.
 
 mod artifacts;
 mod engine;
@@ -13,13 +14,14 @@ mod scratch;
 pub use engine::{Allocator, MAX_MEMORY_BYTES};
 pub use logs::{LINE_TRUNCATED, Level, LogEntry, Source};
 
+use crate::cache::Lru;
 use anyhow::{Context, Result};
 use artifacts::ArtifactCache;
 use sandbox::Sandbox;
 use scratch::ScratchDir;
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -190,7 +192,7 @@ struct Inner {
     artifacts: ArtifactCache,
     /// Keyed by the component's sha256, so a replaced function is a new entry and
     /// every node agrees on what a key means.
-    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    prepared: Lru<String, Arc<Prepared>>,
     slots: Semaphore,
     /// Permits are MiB of guest memory.
     memory: Semaphore,
@@ -200,9 +202,11 @@ struct Inner {
     config: RuntimeConfig,
 }
 
-/// Prepared components kept in memory; past this the cache starts over (each entry
-/// is a compiled component, typically a few hundred KiB).
-const MAX_PREPARED: usize = 1024;
+/// Prepared components kept in memory; past this the least recently invoked one makes
+/// room (and is loaded again from the artifact cache on disk when next called). Each
+/// entry is a compiled component, typically a few hundred KiB, so this bounds the
+/// cache to a few hundred MiB while every function in regular use stays ready.
+const MAX_PREPARED: NonZeroUsize = NonZeroUsize::new(1024).expect("not zero");
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
@@ -233,7 +237,7 @@ impl Runtime {
                 allocator,
                 linker,
                 artifacts,
-                prepared: Mutex::new(HashMap::new()),
+                prepared: Lru::new(MAX_PREPARED),
                 slots: Semaphore::new(config.max_concurrency as usize),
                 memory: Semaphore::new(config.memory_budget_mb as usize),
                 compiling: tokio::sync::Mutex::new(()),
@@ -263,7 +267,7 @@ impl Runtime {
 
     /// The prepared component for `sha256`, if this process has it in memory.
     pub fn cached(&self, sha256: &str) -> Option<Arc<Prepared>> {
-        self.lock_prepared().get(sha256).cloned()
+        self.inner.prepared.get(sha256)
     }
 
     /// Validates `bytes` as a Trellis component and prepares it for instantiation,
@@ -284,11 +288,7 @@ impl Runtime {
         let prepared = tokio::task::spawn_blocking(move || runtime.prepare_blocking(&key, &bytes))
             .await
             .context("compilation task")??;
-        let mut cache = self.lock_prepared();
-        if cache.len() >= MAX_PREPARED {
-            cache.clear();
-        }
-        cache.insert(sha256.to_owned(), prepared.clone());
+        self.inner.prepared.put(sha256.to_owned(), prepared.clone());
         Ok(prepared)
     }
 
@@ -318,13 +318,6 @@ impl Runtime {
         bindings::FunctionPre::new(instance_pre).map_err(|error| {
             ValidationError::WrongWorld(format!("it must export `{HANDLER_INTERFACE}`: {error:#}"))
         })
-    }
-
-    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Prepared>>> {
-        self.inner
-            .prepared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Calls the function once in a fresh sandbox. `params` is the triggerParams
@@ -462,6 +455,11 @@ const MAX_CODE_LEN: usize = 64;
 /// cut, as a runaway message is a bug, not information.
 const MAX_ERROR_MESSAGE_BYTES: usize = 16 << 10;
 
+/// The longest reason a guest fault that is not a trap keeps: it is wasmtime's error
+/// chain, which can carry a long wasm backtrace, and it travels in responses and run
+/// records, where its first lines tell the caller what went wrong.
+const MAX_TRAP_REASON_BYTES: usize = 1024;
+
 /// Keeps a function's own error, bounded: an invalid `code` becomes
 /// `function_error`, an overlong message is cut.
 fn function_error(error: WitFunctionError, logs: Vec<LogEntry>) -> InvokeError {
@@ -534,8 +532,8 @@ fn classify_failure(
         // memory, a bad resource handle, a WASI call refused. Its fault, not ours.
         None => {
             let mut reason = format!("{error:#}");
-            if reason.len() > 1024 {
-                reason.truncate(reason.floor_char_boundary(1024));
+            if reason.len() > MAX_TRAP_REASON_BYTES {
+                reason.truncate(reason.floor_char_boundary(MAX_TRAP_REASON_BYTES));
                 reason.push_str(MESSAGE_TRUNCATED);
             }
             InvokeError::Trapped { reason, logs }

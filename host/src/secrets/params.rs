@@ -1,9 +1,10 @@
-//! The `encryptedParams` rules of ARCHITECTURE.md §4: turning what a client sends
-//! into what is stored (encrypting new secrets, keeping stored ones, refusing blobs),
-//! and what is stored into what anyone reads (masked).
+//! The sealing rules: the `encryptedParams` rules of ARCHITECTURE.md §4, turning
+//! what a client sends into what is stored (encrypting new secrets, keeping stored
+//! ones, refusing blobs), and what is stored into what anyone reads (masked). The
+//! orchestrations service applies them on every save and every read.
 
-use super::model::{Definition, ParamEntry, Step};
-use crate::secrets::{Binding, Keyring, MASK, seal};
+use super::{Binding, Keyring, MASK, seal};
+use crate::orchestrations::model::{Definition, ParamEntry, Step};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

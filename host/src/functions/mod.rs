@@ -1,15 +1,28 @@
 //! Functions as a capability: upload (validate, compile, store), settings, invoke.
-//! The REST API, the CLI's server side, the MCP server and the orchestration engine
-//! all go through here.
+//! The REST API, the MCP tools (through the API), the CLI's server side and the
+//! orchestration engine all go through here; below it are the runtime (wasmtime)
+//! and the store.
+//!
+//! - [`settings`]: checking and applying a settings `PATCH`, and the limits a call
+//!   runs under.
+//! - [`records`]: the records of recently invoked functions, kept for a second.
 
-use crate::runtime::{
-    self, Invocation, InvokeError, Limits, Outcome, PrepareError, Runtime, ValidationError,
-};
-use crate::store::{FunctionRecord, FunctionSettings, PutOutcome, Store};
+mod records;
+mod settings;
+
+/// What callers of the service see of the runtime and the store: the invocation
+/// they describe, the record they get back, and why a call failed.
+pub use crate::runtime::{Invocation, InvokeError, LogEntry, Outcome};
+pub use crate::store::{FunctionRecord, PutOutcome};
+
+use crate::runtime::{self, Allocator, PrepareError, Runtime, ValidationError};
+use crate::store::Store;
 use anyhow::Context;
+use records::RecordCache;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use trellis_types::SettingsPatch;
 
 /// Longest deadline a function may configure (`timeoutMs`), shared with clients so
 /// they wait long enough for a call.
@@ -46,46 +59,19 @@ impl From<PrepareError> for FunctionsError {
 
 pub type Result<T, E = FunctionsError> = std::result::Result<T, E>;
 
+/// Compare-and-swap rounds a settings update makes before giving up. Each round
+/// loses only to an update that succeeded, so a few settle any realistic contention.
+const SETTINGS_UPDATE_ROUNDS: usize = 8;
+
+/// How much of an invalid functionId an error repeats: a valid one has at most 63
+/// characters, so a near miss is shown whole, and a runaway path segment is not.
+const MAX_ECHOED_ID_CHARS: usize = 80;
+
 #[derive(Clone)]
 pub struct Functions {
     store: Store,
     runtime: Runtime,
     records: Arc<RecordCache>,
-}
-
-/// How long an invoke may use a function record without asking the database again.
-/// Writes through this node take effect at once (they evict the entry); a function
-/// replaced through another node is picked up here within this window. Saves a
-/// database round trip on every hot-path invocation.
-const RECORD_TTL: Duration = Duration::from_secs(1);
-
-/// Function records recently read for invocation, keyed by functionId.
-#[derive(Default)]
-struct RecordCache(std::sync::Mutex<std::collections::HashMap<String, (FunctionRecord, Instant)>>);
-
-impl RecordCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (FunctionRecord, Instant)>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn fresh(&self, id: &str) -> Option<FunctionRecord> {
-        let cache = self.lock();
-        let (record, read_at) = cache.get(id)?;
-        (read_at.elapsed() < RECORD_TTL).then(|| record.clone())
-    }
-
-    fn insert(&self, record: FunctionRecord) {
-        let mut cache = self.lock();
-        // Stale entries of functions no longer invoked would otherwise accumulate.
-        cache.retain(|_, (_, read_at)| read_at.elapsed() < RECORD_TTL);
-        cache.insert(record.id.clone(), (record, Instant::now()));
-    }
-
-    fn evict(&self, id: &str) {
-        self.lock().remove(id);
-    }
 }
 
 /// `[a-z0-9][a-z0-9-_]{0,62}`.
@@ -98,39 +84,17 @@ pub fn valid_id(id: &str) -> bool {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// A partial settings update (`PATCH`): absent fields keep their value.
-pub use trellis_types::SettingsPatch;
-
-fn validate_patch(patch: &SettingsPatch) -> Result<()> {
-    if let Some(timeout_ms) = patch.timeout_ms
-        && !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms)
-    {
-        return Err(FunctionsError::InvalidSettings(format!(
-            "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
-        )));
-    }
-    if let Some(memory_limit_mb) = patch.memory_limit_mb
-        && !(1..=MAX_MEMORY_LIMIT_MB).contains(&memory_limit_mb)
-    {
-        return Err(FunctionsError::InvalidSettings(format!(
-            "memoryLimitMb must be between 1 and {MAX_MEMORY_LIMIT_MB}"
-        )));
-    }
-    for host in patch.allowed_hosts.iter().flatten() {
-        check_allowed_host(host)?;
-    }
-    Ok(())
-}
-
-/// `settings` with every field the patch names replaced.
-fn apply_patch(patch: &SettingsPatch, mut settings: FunctionSettings) -> FunctionSettings {
-    settings.timeout_ms = patch.timeout_ms.unwrap_or(settings.timeout_ms);
-    settings.memory_limit_mb = patch.memory_limit_mb.unwrap_or(settings.memory_limit_mb);
-    if let Some(allowed_hosts) = &patch.allowed_hosts {
-        settings.allowed_hosts = allowed_hosts.clone();
-    }
-    settings.scratch_dir = patch.scratch_dir.unwrap_or(settings.scratch_dir);
-    settings
+/// What `/metrics` reports about this node's runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics {
+    /// Components compiled by this process (artifact cache misses).
+    pub compilations: u64,
+    /// Components loaded from the on-disk artifact cache without compiling.
+    pub artifact_cache_hits: u64,
+    /// Invocations holding a slot now.
+    pub in_flight: u64,
+    /// Whether the pooling allocator is in use (else on-demand allocation).
+    pub pooling_allocator: bool,
 }
 
 impl Functions {
@@ -142,8 +106,14 @@ impl Functions {
         }
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    pub fn metrics(&self) -> Metrics {
+        let runtime = &self.runtime;
+        Metrics {
+            compilations: runtime.compilations(),
+            artifact_cache_hits: runtime.artifact_cache_hits(),
+            in_flight: runtime.in_flight(),
+            pooling_allocator: runtime.allocator() == Allocator::Pooling,
+        }
     }
 
     /// Validates and compiles the component before storing it, so a component that
@@ -182,12 +152,10 @@ impl Functions {
     /// a compare-and-swap, re-read and re-merged if another update landed in between,
     /// so concurrent patches of different fields all take effect.
     pub async fn update_settings(&self, id: &str, patch: SettingsPatch) -> Result<FunctionRecord> {
-        validate_patch(&patch)?;
-        // Each round loses only to an update that succeeded; a few rounds settle any
-        // realistic contention.
-        for _ in 0..8 {
+        settings::validate_patch(&patch)?;
+        for _ in 0..SETTINGS_UPDATE_ROUNDS {
             let current = self.get(id).await?;
-            let settings = apply_patch(&patch, current.settings);
+            let settings = settings::apply_patch(&patch, current.settings);
             let updated = self
                 .store
                 .update_function_settings(id, &settings, current.updated_at)
@@ -228,7 +196,7 @@ impl Functions {
             Some(prepared) => prepared,
             None => self.load(&record).await?,
         };
-        let mut limits = limits(&record.settings);
+        let mut limits = settings::limits(&record.settings);
         if let Some(timeout) = timeout {
             limits.timeout = timeout;
         }
@@ -259,31 +227,9 @@ impl Functions {
 fn check_id(id: &str) -> Result<()> {
     match valid_id(id) {
         true => Ok(()),
-        false => Err(FunctionsError::InvalidId(id.chars().take(80).collect())),
-    }
-}
-
-/// Outbound HTTP is enforced in a later release; until then the setting is only
-/// validated (by the rules that will enforce it, `runtime::outbound`) and stored, so
-/// configurations written now keep working.
-fn check_allowed_host(entry: &str) -> Result<()> {
-    entry
-        .parse::<crate::runtime::outbound::AllowEntry>()
-        .map(drop)
-        .map_err(FunctionsError::InvalidSettings)
-}
-
-pub fn limits(settings: &FunctionSettings) -> Limits {
-    Limits {
-        timeout: Duration::from_millis(settings.timeout_ms.into()),
-        memory_limit_bytes: (settings.memory_limit_mb as usize) << 20,
-        scratch_dir: settings.scratch_dir,
-        // Validated when set, so every stored entry parses.
-        allowed_hosts: settings
-            .allowed_hosts
-            .iter()
-            .filter_map(|entry| entry.parse().ok())
-            .collect(),
+        false => Err(FunctionsError::InvalidId(
+            id.chars().take(MAX_ECHOED_ID_CHARS).collect(),
+        )),
     }
 }
 
@@ -298,16 +244,6 @@ mod tests {
         }
         for id in ["", "-a", "_a", "Echo", "a b", "a/b", "é", &"a".repeat(64)] {
             assert!(!valid_id(id), "{id} should be invalid");
-        }
-    }
-
-    #[test]
-    fn allowed_hosts_accept_origins_and_wildcards_only() {
-        for ok in ["https://api.github.com", "http://127.0.0.1:8099", "*.example.com"] {
-            assert!(check_allowed_host(ok).is_ok(), "{ok}");
-        }
-        for bad in ["api.github.com", "ftp://x", "https://x/path", "*.", "https://"] {
-            assert!(check_allowed_host(bad).is_err(), "{bad}");
         }
     }
 }

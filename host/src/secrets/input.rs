@@ -1,11 +1,12 @@
-//! Step input assembly: a compute step's triggerParams are `input ⊕ resolved params ⊕
-//! decrypted encryptedParams`, a shallow merge where later wins, so encrypted params
-//! take precedence on key collisions (as announced). Only the step's own secrets are
-//! decrypted; the result is JSON text in a buffer zeroized on drop, with a redactor
-//! for everything the function sends back.
+//! Step input assembly, as the engine calls it for every compute step
+//! ([`crate::engine::compute`]): a step's triggerParams are `input ⊕ resolved params
+//! ⊕ decrypted encryptedParams`, a shallow merge where later wins, so encrypted
+//! params take precedence on key collisions (as announced). Only the step's own
+//! secrets are decrypted; the result is JSON text in a buffer zeroized on drop, with
+//! a redactor for everything the function sends back.
 
-use super::model::{Definition, Step};
-use crate::secrets::{Binding, Keyring, Redactor, SealError, SecretString, open};
+use super::{Binding, Keyring, Redactor, SealError, SecretString, open};
+use crate::orchestrations::model::{Definition, Step};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
@@ -116,7 +117,7 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrations::params::seal_sent;
+    use crate::secrets::params::seal_sent;
     use serde_json::json;
 
     fn keyring() -> Keyring {
