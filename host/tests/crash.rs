@@ -157,6 +157,15 @@ struct Api {
 }
 
 impl Api {
+    /// Creates an orchestration of `steps`; its id.
+    async fn create_orchestration(&self, name: &str, steps: &Value) -> String {
+        let body = json!({ "name": name, "steps": steps });
+        let created = self
+            .send(reqwest::Method::POST, "/v1/orchestrations", None, Some(&body))
+            .await;
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -208,17 +217,7 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
         .iter()
         .map(|id| json!({ "id": id, "type": "compute", "functionId": "flaky", "params": { "sleepMs": 50 } }))
         .collect();
-    let orchestration = api
-        .send(
-            reqwest::Method::POST,
-            "/v1/orchestrations",
-            None,
-            Some(&json!({ "name": "crash", "steps": steps })),
-        )
-        .await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let orchestration = api.create_orchestration("crash", &json!(steps)).await;
 
     let worker_dirs: Vec<PathBuf> = (0..3).map(|i| dir(&format!("worker-{i}"))).collect();
     let mut generations = [0usize; 3];
@@ -413,17 +412,7 @@ async fn wake_ups_go_to_live_workers_only() {
     )
     .await;
     let steps = json!([{ "id": "one", "type": "compute", "functionId": "flaky" }]);
-    let orchestration = api
-        .send(
-            reqwest::Method::POST,
-            "/v1/orchestrations",
-            None,
-            Some(&json!({ "name": "wake", "steps": steps })),
-        )
-        .await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let orchestration = api.create_orchestration("wake", &steps).await;
     for _ in 0..20 {
         let run = api
             .send(

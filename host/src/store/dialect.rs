@@ -175,3 +175,41 @@ impl From<StepStatus> for Arg<'_> {
         Arg::Text(Some(value.as_str()))
     }
 }
+
+/// The three statement methods of a [`Dialect`] impl, the same for every database but
+/// for its connection type and its `arguments` function (which turns [`Arg`]s into
+/// that database's arguments). A macro because written generically they would need
+/// sqlx's executor bounds, which the shared code is free of.
+macro_rules! statements_with {
+    ($connection:ty, $arguments:path) => {
+        async fn execute(
+            connection: &mut $connection,
+            query: &$crate::store::dialect::Query<'_>,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query_with(&query.sql, $arguments(&query.args)?)
+                .execute(connection)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn fetch_optional<T: $crate::store::dialect::Record>(
+            connection: &mut $connection,
+            query: &$crate::store::dialect::Query<'_>,
+        ) -> sqlx::Result<Option<T>> {
+            sqlx::query_as_with(&query.sql, $arguments(&query.args)?)
+                .fetch_optional(connection)
+                .await
+        }
+
+        async fn fetch_all<T: $crate::store::dialect::Record>(
+            connection: &mut $connection,
+            query: &$crate::store::dialect::Query<'_>,
+        ) -> sqlx::Result<Vec<T>> {
+            sqlx::query_as_with(&query.sql, $arguments(&query.args)?)
+                .fetch_all(connection)
+                .await
+        }
+    };
+}
+
+pub(super) use statements_with;

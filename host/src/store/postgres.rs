@@ -27,7 +27,7 @@ use sqlx::Arguments;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPoolOptions};
 
-use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
+use super::dialect::{Arg, Dialect, Query, WriteTurn, statements_with};
 use super::runs::{
     Claim, ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, StepRecord, Transition, Wake,
     count_transaction, next_due,
@@ -97,27 +97,7 @@ impl Dialect for Postgres {
         None
     }
 
-    async fn execute(connection: &mut PgConnection, query: &Query<'_>) -> sqlx::Result<u64> {
-        let done = sqlx::query_with(&query.sql, arguments(&query.args)?)
-            .execute(connection)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn fetch_optional<T: Record>(
-        connection: &mut PgConnection,
-        query: &Query<'_>,
-    ) -> sqlx::Result<Option<T>> {
-        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
-            .fetch_optional(connection)
-            .await
-    }
-
-    async fn fetch_all<T: Record>(connection: &mut PgConnection, query: &Query<'_>) -> sqlx::Result<Vec<T>> {
-        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
-            .fetch_all(connection)
-            .await
-    }
+    statements_with!(PgConnection, arguments);
 
     async fn announce(connection: &mut PgConnection, wake: Wake) -> Result<()> {
         if wake.work {

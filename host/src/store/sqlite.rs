@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, Row};
 
-use super::dialect::{Arg, Dialect, Query, Record, WriteTurn};
+use super::dialect::{Arg, Dialect, Query, WriteTurn, statements_with};
 use super::runs::{
     Claim, ClaimedRun, Queue, RUN_COLUMNS, RunRecord, RunStatus, STEP_COLUMNS, Transition, Wake,
     count_transaction, next_due, select_steps,
@@ -88,30 +88,7 @@ impl Dialect for Sqlite {
         Some(self.writer.lock().await)
     }
 
-    async fn execute(connection: &mut SqliteConnection, query: &Query<'_>) -> sqlx::Result<u64> {
-        let done = sqlx::query_with(&query.sql, arguments(&query.args)?)
-            .execute(connection)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn fetch_optional<T: Record>(
-        connection: &mut SqliteConnection,
-        query: &Query<'_>,
-    ) -> sqlx::Result<Option<T>> {
-        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
-            .fetch_optional(connection)
-            .await
-    }
-
-    async fn fetch_all<T: Record>(
-        connection: &mut SqliteConnection,
-        query: &Query<'_>,
-    ) -> sqlx::Result<Vec<T>> {
-        sqlx::query_as_with(&query.sql, arguments(&query.args)?)
-            .fetch_all(connection)
-            .await
-    }
+    statements_with!(SqliteConnection, arguments);
 
     async fn announce(_: &mut SqliteConnection, _: Wake) -> Result<()> {
         Ok(())
