@@ -82,10 +82,12 @@ pub mod __private {
     use crate::log::{self, Level};
     use crate::{Error, Invocation};
 
-    /// Bindings for the `trellis:function` world, generated from the repository's `wit/`.
+    /// Bindings for the `trellis:function` world, generated from the crate's own copy
+    /// of the repository's `wit/` (a test keeps the two identical), so the crate
+    /// builds without the rest of the repository.
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "function",
             // The `#[function]` expansion invokes the export macro from the author's
             // crate, so it must be exported and must find the bindings through an
