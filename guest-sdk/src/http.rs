@@ -269,7 +269,8 @@ impl Response {
     }
 }
 
-/// Why a request could not be sent or its response read.
+/// Why a request could not be sent or its response read. `?` in a handler makes it
+/// the error `http_error`, retryable as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpError {
     /// What went wrong.
@@ -311,14 +312,3 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
-
-/// Code `http_error`, retryable as the failure is.
-impl From<HttpError> for crate::Error {
-    fn from(error: HttpError) -> crate::Error {
-        crate::Error {
-            code: "http_error".into(),
-            message: error.message,
-            retryable: error.retryable,
-        }
-    }
-}

@@ -243,6 +243,18 @@ mod tests {
     }
 
     #[test]
+    fn a_handler_may_return_anyhow_errors() {
+        let err = run(invocation(), "{}".to_owned(), |_: Value, _| {
+            Err::<Value, _>(anyhow::anyhow!("no luck"))
+        })
+        .expect_err("handler fails");
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str(), err.retryable),
+            ("function_error", "no luck", false)
+        );
+    }
+
+    #[test]
     fn output_that_is_not_json_is_invalid_output() {
         let err = run(invocation(), "{}".to_owned(), |_: Value, _| {
             Ok::<_, Error>(HashMap::from([(vec![1_u8], 1_u8)]))
