@@ -137,6 +137,7 @@ pub mod __private {
         F: FnOnce(T, &Invocation) -> R,
     {
         install_panic_hook();
+        log::install_facade();
         let invocation = Invocation {
             function_id: invocation.function_id,
             run_id: invocation.run_id,
