@@ -1,17 +1,57 @@
-//! The error a function returns on purpose, and how JSON failures become one without
-//! quoting the input that caused them.
+//! The error a function returns on purpose, how any other error becomes one, and how
+//! JSON failures do so without quoting the input that caused them.
 
 use std::fmt;
 
 use serde_json::error::Category;
 
+use crate::http::HttpError;
+
 /// A failure the function reports on purpose: the host answers `422` with `code`.
 ///
-/// Anything a handler returns as `Err(e)` goes through `e.into()`, so a handler may use
-/// its own error type as long as it converts into this one.
+/// Anything a handler returns as `Err(e)` goes through `e.into()`. Every error type
+/// converts, so `?` works on `std::io::Error`, `anyhow::Error` and the like; see the
+/// [`From`] impl for the codes they get.
 ///
 /// The message is shown to whoever called the function and is stored with the run, so it
 /// must never contain a secret from the params.
+///
+/// It deliberately does not implement [`std::error::Error`]: that is what lets it
+/// convert from every type that does (as `anyhow::Error` does). Wrap it with
+/// `anyhow::anyhow!(error)` where a `std::error::Error` is needed.
+///
+/// To give your own error type its codes, convert it yourself. That impl is only
+/// possible for a type that does not implement `std::error::Error` (one that does
+/// already converts, as `function_error`); for one that does, use `map_err`.
+///
+/// ```
+/// use trellis_guest::Error;
+///
+/// enum LookupError {
+///     Missing(String),
+///     Busy,
+/// }
+///
+/// impl From<LookupError> for Error {
+///     fn from(error: LookupError) -> Error {
+///         match error {
+///             LookupError::Missing(what) => Error::new("not_found", format!("no {what}")),
+///             LookupError::Busy => Error::retryable("busy", "try again later"),
+///         }
+///     }
+/// }
+///
+/// fn lookup() -> Result<(), LookupError> {
+///     Err(LookupError::Busy)
+/// }
+///
+/// fn handler() -> Result<(), Error> {
+///     lookup()?;
+///     Ok(())
+/// }
+///
+/// assert!(handler().unwrap_err().retryable);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     /// Machine-readable and `snake_case`, e.g. `repository_exists`.
@@ -54,13 +94,48 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-/// Code `invalid_json`, not retryable. The message says what was wrong and where, but
-/// never quotes the offending value: params carry secrets.
-impl From<serde_json::Error> for Error {
-    fn from(err: serde_json::Error) -> Self {
-        Self::new("invalid_json", describe_json_error(&err))
+/// `?` on any error: everything `anyhow::Error` converts from (any
+/// `std::error::Error + Send + Sync + 'static`), and `anyhow::Error` itself.
+///
+/// The message is the error's chain, outermost first, joined by `: ` (as
+/// `format!("{:#}", anyhow_error)` prints it). The code and `retryable` depend on what
+/// the chain holds, context added with `anyhow::Context` included:
+///
+/// - an [`HttpError`]: code `http_error`, retryable as the failure is;
+/// - a [`serde_json::Error`]: code `invalid_json`, not retryable, and its part of the
+///   message says what was wrong and where without quoting the value (params carry
+///   secrets);
+/// - anything else: code `function_error`, not retryable; use [`Error::retryable`] for a
+///   failure worth another attempt. (`internal` is the host's own failure, so it is
+///   not used for the function's.)
+///
+/// Any other error's message is its `Display`, which may quote what it failed on:
+/// convert such an error yourself if that could be a secret.
+impl<E: Into<anyhow::Error>> From<E> for Error {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        let message = error
+            .chain()
+            .map(|cause| match cause.downcast_ref::<serde_json::Error>() {
+                Some(json) => describe_json_error(json),
+                None => cause.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(": ");
+        // Walking the chain (rather than `anyhow::Error::downcast_ref`) also finds an
+        // error that another error gives as its `source()`.
+        let mut chain = error.chain();
+        if let Some(http) = chain.clone().find_map(|cause| cause.downcast_ref::<HttpError>()) {
+            return Self {
+                code: "http_error".into(),
+                message,
+                retryable: http.retryable,
+            };
+        }
+        match chain.any(|cause| cause.is::<serde_json::Error>()) {
+            true => Self::new("invalid_json", message),
+            false => Self::new("function_error", message),
+        }
     }
 }
 
@@ -199,6 +274,64 @@ mod tests {
         let err = Error::from(err);
         assert_eq!(err.code, "invalid_json");
         assert!(!err.retryable);
-        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert_eq!(err.message, "invalid type, expected u32 at line 1 column 9");
+    }
+
+    #[test]
+    fn question_mark_works_on_std_errors_as_function_error() {
+        fn handler() -> Result<(), Error> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no config file",
+            ))?;
+            Ok(())
+        }
+        let err = handler().expect_err("the io error is passed on");
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str(), err.retryable),
+            ("function_error", "no config file", false)
+        );
+    }
+
+    #[test]
+    fn anyhow_errors_carry_their_chain() {
+        use anyhow::Context;
+        let err: anyhow::Error = Err::<(), _>(std::io::Error::other("disk on fire"))
+            .context("reading the template")
+            .context("rendering")
+            .expect_err("an error");
+        let err = Error::from(err);
+        assert_eq!(err.code, "function_error");
+        assert_eq!(err.message, "rendering: reading the template: disk on fire");
+    }
+
+    #[test]
+    fn known_errors_keep_their_codes_under_context() {
+        use anyhow::Context;
+        let timeout = HttpError {
+            message: "the request timed out".into(),
+            retryable: true,
+        };
+        let err = Error::from(
+            Err::<(), _>(timeout)
+                .context("fetching the token")
+                .expect_err("an error"),
+        );
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str(), err.retryable),
+            ("http_error", "fetching the token: the request timed out", true)
+        );
+
+        let json = serde_json::from_str::<u32>("\"hunter2\"").expect_err("not a number");
+        let err = Error::from(
+            Err::<(), _>(json)
+                .context("parsing the answer")
+                .expect_err("an error"),
+        );
+        assert_eq!(err.code, "invalid_json");
+        assert_eq!(
+            err.message,
+            "parsing the answer: invalid type, expected u32 at line 1 column 9"
+        );
     }
 }

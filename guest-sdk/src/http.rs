@@ -14,6 +14,8 @@
 //! let token: Token = response.json()?;
 //! ```
 //!
+//! A body is sent whole, with `content-length`, never chunked.
+//!
 //! A function reaches only the hosts its `allowedHosts` setting lists (by default,
 //! none); a refused request fails with [`HttpError`] and the function's logs say which
 //! setting would allow it. Redirects are returned, not followed: ask again, through
@@ -99,7 +101,8 @@ impl Request {
         }
     }
 
-    /// Adds a header (repeat a name to send it several times).
+    /// Adds a header (repeat a name to send it several times). `content-length` is
+    /// always the body's length, whatever is set here.
     pub fn header(mut self, name: &str, value: &str) -> Request {
         self.headers
             .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
@@ -145,9 +148,6 @@ impl Request {
         } else {
             path.to_owned()
         };
-        let headers =
-            Fields::from_list(&self.headers).map_err(|e| HttpError::new(format!("invalid header: {e:?}")))?;
-        let request = OutgoingRequest::new(headers);
         let method = match self.method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
             "POST" => Method::Post,
@@ -158,6 +158,25 @@ impl Request {
             "OPTIONS" => Method::Options,
             other => Method::Other(other.to_owned()),
         };
+        // The whole body is known before sending, so its length goes in the head:
+        // without it the request goes out chunked, which some servers refuse and some
+        // (Python's `http.server`) read as an empty body. It replaces any
+        // `content-length` the author set, which could only disagree. An empty body
+        // goes without one unless the method expects content (RFC 9110, 8.6).
+        let mut headers: Vec<_> = self
+            .headers
+            .into_iter()
+            .filter(|(name, _)| name != "content-length")
+            .collect();
+        if !self.body.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch) {
+            headers.push((
+                "content-length".to_owned(),
+                self.body.len().to_string().into_bytes(),
+            ));
+        }
+        let headers =
+            Fields::from_list(&headers).map_err(|e| HttpError::new(format!("invalid header: {e:?}")))?;
+        let request = OutgoingRequest::new(headers);
         let invalid = |what: &str| HttpError::new(format!("invalid {what} in the URL"));
         request.set_method(&method).map_err(|()| invalid("method"))?;
         request
@@ -269,7 +288,8 @@ impl Response {
     }
 }
 
-/// Why a request could not be sent or its response read.
+/// Why a request could not be sent or its response read. `?` in a handler makes it
+/// the error `http_error`, retryable as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpError {
     /// What went wrong.
@@ -311,14 +331,3 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
-
-/// Code `http_error`, retryable as the failure is.
-impl From<HttpError> for crate::Error {
-    fn from(error: HttpError) -> crate::Error {
-        crate::Error {
-            code: "http_error".into(),
-            message: error.message,
-            retryable: error.retryable,
-        }
-    }
-}

@@ -82,10 +82,12 @@ pub mod __private {
     use crate::log::{self, Level};
     use crate::{Error, Invocation};
 
-    /// Bindings for the `trellis:function` world, generated from the repository's `wit/`.
+    /// Bindings for the `trellis:function` world, generated from the crate's own copy
+    /// of the repository's `wit/` (a test keeps the two identical), so the crate
+    /// builds without the rest of the repository.
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "function",
             // The `#[function]` expansion invokes the export macro from the author's
             // crate, so it must be exported and must find the bindings through an
@@ -135,6 +137,7 @@ pub mod __private {
         F: FnOnce(T, &Invocation) -> R,
     {
         install_panic_hook();
+        log::install_facade();
         let invocation = Invocation {
             function_id: invocation.function_id,
             run_id: invocation.run_id,
@@ -237,6 +240,18 @@ mod tests {
         assert_eq!(
             (err.code.as_str(), err.message.as_str(), err.retryable),
             ("upstream_down", "GitHub answered 503", true)
+        );
+    }
+
+    #[test]
+    fn a_handler_may_return_anyhow_errors() {
+        let err = run(invocation(), "{}".to_owned(), |_: Value, _| {
+            Err::<Value, _>(anyhow::anyhow!("no luck"))
+        })
+        .expect_err("handler fails");
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str(), err.retryable),
+            ("function_error", "no luck", false)
         );
     }
 

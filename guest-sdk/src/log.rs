@@ -12,6 +12,12 @@
 //! says so. Writing never fails. Log lines are stored and shown to whoever can read
 //! the invocation, so never log a secret.
 //!
+//! Records of the [`log`](https://docs.rs/log) facade, which many libraries log
+//! through, land in the same log at their own level: the SDK installs a logger that
+//! forwards them before it calls the function. Every level is forwarded; to quiet a
+//! chatty dependency, lower the limit with `log::set_max_level` at the start of the
+//! function, or at compile time with the `log` crate's `max_level_*` features.
+//!
 //! On a native target, where there is no host (unit tests of a handler), lines go to
 //! standard error instead.
 
@@ -48,6 +54,39 @@ pub fn write(level: Level, message: &str) {
     // The generated import only exists on wasm32; elsewhere it would panic.
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{level:?} {message}");
+}
+
+/// Sends the `log` facade's records to [`write`].
+struct Facade;
+
+impl ::log::Log for Facade {
+    fn enabled(&self, _: &::log::Metadata<'_>) -> bool {
+        // The facade's max level (see `install_facade`) is the one filter.
+        true
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        let level = match record.level() {
+            ::log::Level::Trace => Level::Trace,
+            ::log::Level::Debug => Level::Debug,
+            ::log::Level::Info => Level::Info,
+            ::log::Level::Warn => Level::Warn,
+            ::log::Level::Error => Level::Error,
+        };
+        write(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Makes [`Facade`] the `log` crate's logger, letting every level through. Called
+/// before each handler runs; the `log` crate takes one logger per instance, so a
+/// second call changes nothing.
+pub(crate) fn install_facade() {
+    static FACADE: Facade = Facade;
+    if ::log::set_logger(&FACADE).is_ok() {
+        ::log::set_max_level(::log::LevelFilter::Trace);
+    }
 }
 
 // `#[macro_export]` puts a macro at the crate root under its own name, so the macros are

@@ -1,8 +1,8 @@
 //! Outbound HTTP from functions (`wasi:http`) through the real server, against small
 //! HTTP servers on loopback: the allowlist (scheme, host and port; internal addresses
 //! only when named literally; `localhost` never), redirects handed back unfollowed,
-//! the per-invocation request cap, the deadline over a slow server, and the `Host`
-//! header on the wire.
+//! the per-invocation request cap, the deadline over a slow server, the `Host`
+//! header on the wire, and bodies sent with `Content-Length` rather than chunked.
 
 // In a test a panic is the failure report; the assertion messages carry the context.
 #![allow(clippy::unwrap_used)]
@@ -22,6 +22,7 @@ on_both_backends!(
     redirects_come_back_unfollowed,
     an_invocation_may_send_at_most_32_requests,
     a_slow_server_is_cut_at_the_deadline,
+    a_json_body_reaches_a_server_that_refuses_chunked_requests,
 );
 
 /// A one-route HTTP/1.1 server that answers every request alike, after `delay`, and
@@ -77,6 +78,55 @@ impl Upstream {
     fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// A server that, like many small ones, cannot read a chunked body: it answers `411`
+/// to `Transfer-Encoding: chunked` and otherwise echoes the `Content-Length` bytes of
+/// the body back. Records each request's head.
+async fn start_strict_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                recorded.lock().unwrap().push(head.clone());
+                let response = if head.contains("\r\ntransfer-encoding:") {
+                    "HTTP/1.1 411 Length Required\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_owned()
+                } else {
+                    let length = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .map_or(0, |value| value.trim().parse().unwrap());
+                    let mut body = vec![0u8; length];
+                    socket.read_exact(&mut body).await.unwrap();
+                    let body = String::from_utf8(body).unwrap();
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
 }
 
 async fn start(backend: Backend, allowed: &[String], timeout_ms: Option<u32>) -> TestServer {
@@ -233,5 +283,44 @@ async fn a_slow_server_is_cut_at_the_deadline(backend: Backend) {
     assert!(
         ["function_timeout", "http_error"].contains(&error["code"].as_str().unwrap()),
         "{error}"
+    );
+}
+
+async fn a_json_body_reaches_a_server_that_refuses_chunked_requests(backend: Backend) {
+    let (port, seen) = start_strict_upstream().await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    let sent = json!({ "org": "acme", "name": "billing", "tags": ["a", "b"], "private": true });
+    let output = fetch(
+        &server,
+        json!({ "url": format!("{origin}/repos"), "method": "POST", "json": sent }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(output["status"], 200, "{output}");
+    let echoed: Value = serde_json::from_str(output["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed, sent, "the body arrived intact");
+    let head = seen.lock().unwrap().pop().unwrap();
+    assert!(head.contains("\r\ncontent-type: application/json\r\n"), "{head}");
+    // An author's own `content-length` is replaced by the body's length, and a body-less
+    // GET carries no length at all.
+    let output = fetch(
+        &server,
+        json!({ "url": format!("{origin}/"), "method": "PUT", "body": "four", "headers": { "content-length": "99" } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (output["status"].clone(), output["body"].clone()),
+        (json!(200), json!("four"))
+    );
+    fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap();
+    let head = seen.lock().unwrap().pop().unwrap();
+    assert!(head.starts_with("get / "), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
     );
 }

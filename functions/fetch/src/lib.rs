@@ -1,11 +1,13 @@
 //! Shows outbound HTTP: sends `times` (default 1) requests to `url` (with `method`,
-//! `headers` and a text `body`) through `trellis_guest::http`, and returns the last
-//! response's status, headers and body text. A refused or failed request is the
-//! error `http_error`, naming which request failed.
+//! `headers` and a text `body`, or a `json` body sent with `Request::json`) through
+//! `trellis_guest::http`, and returns the last response's status, headers and body
+//! text. A refused or failed request is the error `http_error`, naming which request
+//! failed.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use trellis_guest::{Error, http};
 
 #[derive(Deserialize)]
@@ -18,6 +20,8 @@ struct Params {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     body: String,
+    /// Sent as the body instead of `body`, with `content-type: application/json`.
+    json: Option<Value>,
     #[serde(default = "once")]
     times: u32,
 }
@@ -45,7 +49,11 @@ fn fetch(params: Params) -> Result<Fetched, Error> {
         for (name, value) in &params.headers {
             request = request.header(name, value);
         }
-        let response = request.body(params.body.clone()).send().map_err(|e| {
+        let request = match &params.json {
+            Some(json) => request.json(json)?,
+            None => request.body(params.body.clone()),
+        };
+        let response = request.send().map_err(|e| {
             Error::from(http::HttpError {
                 message: format!("request {n}: {}", e.message),
                 ..e
