@@ -1,7 +1,10 @@
 //! Outbound HTTP, synchronous from the function's view, over `wasi:http`.
 //!
-//! ```ignore
+//! ```no_run
 //! use trellis_guest::http;
+//! # #[derive(serde::Deserialize)]
+//! # struct Token { token: String }
+//! # fn token(jwt: &str) -> Result<Token, trellis_guest::Error> {
 //!
 //! let response = http::post("https://api.github.com/app/installations/42/access_tokens")
 //!     .header("authorization", &format!("Bearer {jwt}"))
@@ -12,6 +15,8 @@
 //!     return Err(trellis_guest::Error::new("github_error", format!("GitHub answered {}", response.status)));
 //! }
 //! let token: Token = response.json()?;
+//! # Ok(token)
+//! # }
 //! ```
 //!
 //! A body is sent whole, with `content-length`, never chunked.

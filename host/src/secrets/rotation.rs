@@ -192,8 +192,7 @@ pub struct RewrapReport {
 const MAX_PASSES: usize = 5;
 
 /// Compare-and-swap attempts per definition version within a pass. A lost race
-/// means another rewrap got there first, so a couple of rounds settle it. (The
-/// failure it reports says "three times"; change both together.)
+/// means another rewrap got there first, so a couple of rounds settle it.
 const ROUNDS_PER_DEFINITION: usize = 3;
 
 async fn rewrap_pass(store: &Store, keyring: &Keyring, report: &mut RewrapReport) -> Result<()> {
@@ -225,7 +224,7 @@ async fn rewrap_pass(store: &Store, keyring: &Keyring, report: &mut RewrapReport
                 .definition;
         }
         report.failures.push(format!(
-            "orchestration {} version {}: changed by another rewrap three times in a row",
+            "orchestration {} version {}: changed by another rewrap {ROUNDS_PER_DEFINITION} times in a row",
             stored.orchestration_id, stored.version
         ));
         Ok(())

@@ -15,7 +15,9 @@
 //! on `trellis_work_<slot>`. The lock is the registry: it ends with the connection, so a
 //! dead process is never chosen, and it needs no table or heartbeat. Broadcasting
 //! every new run to every worker made every process pay for every run, so commits
-//! per step grew with the number of workers.
+//! per step grew with the number of workers. What a targeted wake-up can miss (it
+//! reached a process whose slots are all busy, or one whose connection is dead but
+//! not yet closed) is found by the other workers' idle poll, within a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,7 +66,7 @@ const RELISTEN_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Default)]
 pub struct Postgres {
-    /// Whether this process relays `NOTIFY trellis_runs` into its signals yet.
+    /// Whether this process relays notifications into its signals yet.
     listening: Arc<AtomicBool>,
 }
 
@@ -283,56 +285,90 @@ impl SqlStore<Postgres> {
         if self.dialect.listening.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .context("connecting the run listener")?;
+        let listener = match start_listening(&self.pool, listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                self.dialect.listening.store(false, Ordering::SeqCst);
+                return Err(error);
+            }
+        };
+        tokio::spawn(relay(listener, listen, self.signals.clone()));
+        Ok(())
+    }
+}
+
+/// A listener on the channels `listen` asks for, registered as a worker if it runs
+/// workers. On failure its connection is closed, so a lock it took goes with it.
+async fn start_listening(pool: &sqlx::PgPool, listen: Listen) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .context("connecting the run listener")?;
+    let subscribed = async {
         if listen.waiters {
             listener
                 .listen(SETTLED_CHANNEL)
                 .await
                 .with_context(|| format!("LISTEN {SETTLED_CHANNEL}"))?;
         }
-        let mut slot = match listen.workers {
-            true => Some(register_worker(&mut listener, None).await?),
-            false => None,
-        };
-        let signals = self.signals.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(notification)) => signals.fire(match notification.channel() {
-                        SETTLED_CHANNEL => Wake::SETTLED,
-                        _ => Wake::WORK,
-                    }),
-                    // The connection was lost and re-established, which released this
-                    // process's registration: take it again.
-                    Ok(None) => {
-                        if slot.is_some() {
-                            match register_worker(&mut listener, slot).await {
-                                Ok(registered) => slot = Some(registered),
-                                Err(error) => {
-                                    tracing::warn!(
-                                        error = format!("{error:#}"),
-                                        "could not register as a worker again; retrying"
-                                    );
-                                    tokio::time::sleep(RELISTEN_DELAY).await;
-                                }
-                            }
-                        }
-                        // Anything may have changed meanwhile.
-                        signals.fire(Wake::ALL);
-                    }
-                    // The store was closed: this process is shutting down.
-                    Err(sqlx::Error::PoolClosed) => return,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "run listener failed; reconnecting");
-                        tokio::time::sleep(RELISTEN_DELAY).await;
-                        signals.fire(Wake::ALL);
-                    }
+        if listen.workers {
+            register_worker(&mut listener).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    match subscribed {
+        Ok(()) => Ok(listener),
+        Err(error) => {
+            // Session locks outlive a connection returned to the pool; unlock first.
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut listener)
+                .await;
+            Err(error)
+        }
+    }
+}
+
+/// Relays notifications into `signals` until the store closes. Losing the connection
+/// releases the worker registration, so it is taken again, until that succeeds,
+/// before anything else: a process that is not registered hears of no work.
+async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Signals>) {
+    let mut registered = true;
+    loop {
+        if listen.workers && !registered {
+            match register_worker(&mut listener).await {
+                Ok(()) => registered = true,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "could not register as a worker again; retrying"
+                    );
+                    tokio::time::sleep(RELISTEN_DELAY).await;
+                    continue;
                 }
             }
-        });
-        Ok(())
+            // Anything may have changed while unregistered.
+            signals.fire(Wake::ALL);
+        }
+        match listener.try_recv().await {
+            Ok(Some(notification)) => signals.fire(match notification.channel() {
+                SETTLED_CHANNEL => Wake::SETTLED,
+                _ => Wake::WORK,
+            }),
+            // The connection was lost and re-established.
+            Ok(None) => {
+                registered = false;
+                signals.fire(Wake::ALL);
+            }
+            // The store was closed: this process is shutting down.
+            Err(sqlx::Error::PoolClosed) => return,
+            // Re-establishing the connection failed; the next receive tries again.
+            Err(error) => {
+                tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
+                registered = false;
+                tokio::time::sleep(RELISTEN_DELAY).await;
+                signals.fire(Wake::ALL);
+            }
+        }
     }
 }
 
@@ -347,11 +383,13 @@ pub struct Listen {
     pub workers: bool,
 }
 
-/// Takes a free worker slot (trying `preferred` first) on the listener's connection
-/// and listens on its channel; returns the slot.
-async fn register_worker(listener: &mut PgListener, preferred: Option<i32>) -> Result<i32> {
-    let candidates = preferred.into_iter().chain(0..MAX_WORKER_SLOTS);
-    for slot in candidates {
+/// Takes a free worker slot on the listener's connection and listens on its channel.
+/// Slots are tried from a random one on, so processes starting together do not race
+/// for the same slots. A channel listened to before is kept: a wake-up chosen for it
+/// while the lock was being retaken still arrives.
+async fn register_worker(listener: &mut PgListener) -> Result<()> {
+    let start = (uuid::Uuid::new_v4().as_u128() % MAX_WORKER_SLOTS as u128) as i32;
+    for slot in (start..MAX_WORKER_SLOTS).chain(0..start) {
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(WORKER_LOCK_CLASS)
             .bind(slot)
@@ -359,18 +397,12 @@ async fn register_worker(listener: &mut PgListener, preferred: Option<i32>) -> R
             .await
             .context("registering as a worker")?;
         if taken {
-            if let Some(previous) = preferred.filter(|previous| *previous != slot) {
-                listener
-                    .unlisten(&format!("trellis_work_{previous}"))
-                    .await
-                    .context("UNLISTEN")?;
-            }
             let channel = format!("trellis_work_{slot}");
             listener
                 .listen(&channel)
                 .await
                 .with_context(|| format!("LISTEN {channel}"))?;
-            return Ok(slot);
+            return Ok(());
         }
     }
     anyhow::bail!("all {MAX_WORKER_SLOTS} worker slots are taken")

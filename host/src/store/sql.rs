@@ -52,8 +52,8 @@ impl<D: Dialect> SqlStore<D> {
         let turn = self.dialect.write_turn().await;
         let connection = self.pool.acquire().await.context("acquiring a connection")?;
         Ok(Write {
-            _turn: turn,
             on: connection,
+            _turn: turn,
         })
     }
 
@@ -67,8 +67,8 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .context("beginning transaction")?;
         Ok(Write {
-            _turn: turn,
             on: transaction,
+            _turn: turn,
         })
     }
 
@@ -78,9 +78,11 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 /// A connection or transaction that writes, holding the writer turn until dropped.
+/// Fields drop in order: a transaction dropped uncommitted queues its rollback before
+/// the turn passes to the next writer.
 pub(super) struct Write<'s, C> {
-    _turn: WriteTurn<'s>,
     on: C,
+    _turn: WriteTurn<'s>,
 }
 
 impl<DB: sqlx::Database> Write<'_, Transaction<'static, DB>> {
