@@ -151,7 +151,9 @@ async fn the_readme_example_builds_outside_the_repository_and_runs() {
     .unwrap();
     std::fs::copy(root.join("functions/Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
 
-    let target = target_dir("readme-example");
+    // The examples' build directory: same lockfile, target and profile, so only the
+    // example and the SDK copy are compiled, not every dependency again.
+    let target = root.join("functions/target");
     let mut command = cargo(&target);
     command
         .args(["build", "--release", "--target", "wasm32-wasip2"])
