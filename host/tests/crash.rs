@@ -9,6 +9,7 @@
 //! shows, and a step that ran again after completing would show as an extra call.
 
 use serde_json::{Value, json};
+use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -377,12 +378,17 @@ async fn until_registered(database: &str, want: i64) {
     }
 }
 
-/// New runs are announced to one registered worker process rather than to all: each
-/// process registers once (an API node without workers does not), a killed one is
-/// forgotten with its connection, and runs started after the kill are all driven by
-/// the survivor.
+/// New runs are announced to one registered worker process at a time rather than
+/// to all, taking the registered ones in turn, and a process that is gone (its
+/// connection closed, as when it is killed) hears of no more work.
+///
+/// The second registration is this test's own connection holding a worker slot, as
+/// a worker process's listener does, with a separate listener on that slot's
+/// channel, so what reaches the slot can be counted and heard after the slot is
+/// given up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wake_ups_go_to_live_workers_only() {
+async fn wake_ups_go_to_registered_workers_in_turn() {
+    const SLOT: i32 = 4095;
     let database = Database::create().await;
     let dirs = tempfile::tempdir().expect("tempdir");
     let (_server, url) = serve(&database.url, dirs.path());
@@ -397,12 +403,21 @@ async fn wake_ups_go_to_live_workers_only() {
     );
     let logs = dirs.path().join("logs");
     std::fs::create_dir_all(&logs).expect("a directory");
-    let mut first = worker(&database.url, &dirs.path().join("w0"), &logs, 0, 0);
-    let second = worker(&database.url, &dirs.path().join("w1"), &logs, 1, 0);
-    until_registered(&database.url, 2).await;
-    first.0.kill().expect("SIGKILL");
-    let _ = first.0.wait();
+    let real = worker(&database.url, &dirs.path().join("w0"), &logs, 0, 0);
     until_registered(&database.url, 1).await;
+    let mut registration = PgConnection::connect(&database.url).await.expect("connecting");
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(x'74726c73'::int, $1)")
+        .bind(SLOT)
+        .fetch_one(&mut registration)
+        .await
+        .expect("taking a worker slot");
+    assert!(taken, "slot {SLOT} is free");
+    let mut heard = PgListener::connect(&database.url).await.expect("connecting");
+    heard
+        .listen(&format!("trellis_work_{SLOT}"))
+        .await
+        .expect("LISTEN");
+    until_registered(&database.url, 2).await;
 
     api.send(
         reqwest::Method::PUT,
@@ -413,26 +428,62 @@ async fn wake_ups_go_to_live_workers_only() {
     .await;
     let steps = json!([{ "id": "one", "type": "compute", "functionId": "flaky" }]);
     let orchestration = api.create_orchestration("wake", &steps).await;
-    for _ in 0..20 {
-        let run = api
-            .send(
-                reqwest::Method::POST,
-                &format!("/v1/orchestrations/{orchestration}/runs"),
-                None,
-                Some(&json!({ "input": {} })),
-            )
-            .await;
-        let id = run["id"].as_str().expect("a run id");
-        let run = api
-            .send(
-                reqwest::Method::GET,
-                &format!("/v1/runs/{id}?waitMs=30000"),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(run["status"], "completed", "{run}");
-    }
-    drop(second);
+    let start_and_finish = |count: usize| {
+        let api = &api;
+        let orchestration = &orchestration;
+        async move {
+            for _ in 0..count {
+                let run = api
+                    .send(
+                        reqwest::Method::POST,
+                        &format!("/v1/orchestrations/{orchestration}/runs"),
+                        None,
+                        Some(&json!({ "input": {} })),
+                    )
+                    .await;
+                let id = run["id"].as_str().expect("a run id");
+                // The real worker claims runs whose wake-up went to the slot with its
+                // idle poll.
+                let run = api
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/v1/runs/{id}?waitMs=30000"),
+                        None,
+                        None,
+                    )
+                    .await;
+                assert_eq!(run["status"], "completed", "{run}");
+            }
+        }
+    };
+    start_and_finish(10).await;
+    assert_eq!(
+        notifications(&mut heard).await,
+        5,
+        "two registered workers take ten wake-ups in turn"
+    );
+
+    registration.close().await.expect("closing the registration");
+    until_registered(&database.url, 1).await;
+    // The API node reads the registry at most once a second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    start_and_finish(10).await;
+    assert_eq!(
+        notifications(&mut heard).await,
+        0,
+        "a slot given up hears of no more work"
+    );
+    drop(real);
     database.drop_it().await;
+}
+
+/// Notifications `listener` has received and not yet counted: those already sent
+/// arrive well within the quiet period that ends the count.
+async fn notifications(listener: &mut PgListener) -> usize {
+    let mut count = 0;
+    while let Ok(received) = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+        received.expect("a notification");
+        count += 1;
+    }
+    count
 }

@@ -11,11 +11,12 @@ pub use view::{RunView, StepView};
 use crate::engine::{Definitions, plan};
 use crate::orchestrations::model::Step;
 use crate::store::{
-    CancelOutcome, DecideOutcome, RUN_TRANSACTIONS, RunRecord, RunStatus, StepRecord, Store, now,
+    CancelOutcome, DecideOutcome, RUN_TRANSACTIONS, RunRecord, RunStatus, Settled, StepRecord, Store, now,
 };
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 
 /// The largest run input, as JSON text.
 pub const MAX_RUN_INPUT_BYTES: usize = 1 << 20;
@@ -115,18 +116,30 @@ impl Runs {
 
     /// The run once it is no longer pending or running (finished, or waiting on an
     /// approval), or as it is when `timeout` passes first.
+    ///
+    /// The run is read again only when it, or a run not named, settles: a caller
+    /// costs nothing while other runs finish.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before each read, so a settling between the read and the wait
+        // is heard.
         let mut settled = self.store.signals().settled.subscribe();
         loop {
-            settled.mark_unchanged();
             let run = self.get(run_id).await?;
             if !matches!(run.status, RunStatus::Pending | RunStatus::Running) {
                 return Ok(run);
             }
-            tokio::select! {
-                _ = settled.changed() => {}
-                () = tokio::time::sleep_until(deadline) => return self.get(run_id).await,
+            loop {
+                tokio::select! {
+                    heard = settled.recv() => match heard {
+                        Ok(Settled::Run(run)) if *run != *run_id => continue,
+                        // This run, a run not named, or more than the backlog missed.
+                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        // Only once the store is dropped, which `self` prevents.
+                        Err(RecvError::Closed) => return self.get(run_id).await,
+                    },
+                    () = tokio::time::sleep_until(deadline) => return self.get(run_id).await,
+                }
             }
         }
     }

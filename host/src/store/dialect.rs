@@ -71,12 +71,15 @@ pub trait Dialect: Clone + Send + Sync + 'static {
         query: &Query<'_>,
     ) -> impl Future<Output = sqlx::Result<Vec<T>>> + Send;
 
-    /// Tells other processes of `wake`, inside the transaction that makes the change
-    /// so they hear of it exactly when it becomes visible: `NOTIFY` on PostgreSQL;
-    /// nothing on SQLite, which has no other processes.
+    /// Tells other processes of `wake` after a change to `run` (`None`: to runs not
+    /// named), inside the transaction that makes the change so they hear of it
+    /// exactly when it becomes visible: `NOTIFY` on PostgreSQL; nothing on SQLite,
+    /// which has no other processes.
     fn announce(
+        &self,
         connection: &mut Connection<Self>,
         wake: Wake,
+        run: Option<&str>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 

@@ -26,7 +26,7 @@ mod sqlite;
 pub use postgres::{Listen, Postgres, PostgresStore};
 pub use runs::{
     CancelOutcome, Claim, ClaimedRun, DecideOutcome, Decision, RUN_TRANSACTIONS, RunRecord, RunStatus,
-    Signals, StepRecord, StepStatus, Transition, Wake,
+    Settled, Signals, StepRecord, StepStatus, Transition, Wake,
 };
 pub use sql::SqlStore;
 pub use sqlite::{Sqlite, SqliteStore};

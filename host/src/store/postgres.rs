@@ -10,18 +10,19 @@
 //! receiving backend a transaction, so they go only where they are needed. A run
 //! that settles is announced on [`SETTLED_CHANNEL`], which only nodes serving the API
 //! (where callers wait on runs) listen to. Work is announced to one worker process,
-//! chosen at random among those registered: each process running workers holds an
+//! taking the registered ones in turn: each process running workers holds an
 //! advisory lock `(WORKER_LOCK_CLASS, slot)` on its listener connection and listens
-//! on `trellis_work_<slot>`. The lock is the registry: it ends with the connection, so a
-//! dead process is never chosen, and it needs no table or heartbeat. Broadcasting
-//! every new run to every worker made every process pay for every run, so commits
-//! per step grew with the number of workers. What a targeted wake-up can miss (it
-//! reached a process whose slots are all busy, or one whose connection is dead but
-//! not yet closed) is found by the other workers' idle poll, within a second.
+//! on `trellis_work_<slot>`. The lock is the registry: it ends with the connection, so
+//! a dead process drops out of it, and it needs no table or heartbeat. Each process
+//! reads the registry at most once per [`WORKER_LIST_TTL`] ([`WorkerList`]).
+//! Broadcasting every new run to every worker made every process pay for every run,
+//! so commits per step grew with the number of workers. What a targeted wake-up can
+//! miss (it reached a process whose slots are all busy, or one that died within the
+//! last second) is found by the other workers' idle poll, within a second.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -53,13 +54,18 @@ const WORKER_LOCK_CLASS: i32 = 0x7472_6c73;
 /// that finds every slot taken fails to start rather than go unheard.
 const MAX_WORKER_SLOTS: i32 = 4096;
 
-/// Tells one registered worker process, chosen at random, that work fell due. No
-/// worker registered means none runs: the next to start claims what is due.
-const NOTIFY_ONE_WORKER: &str = "SELECT pg_notify('trellis_work_' || slot, '') FROM ( \
-     SELECT objid AS slot FROM pg_locks WHERE locktype = 'advisory' AND granted \
-     AND classid = $1::oid AND objsubid = 2 \
+/// The worker slots registered in this database: the advisory locks of
+/// [`WORKER_LOCK_CLASS`] held now.
+const REGISTERED_WORKERS: &str = "SELECT objid::int4 FROM pg_locks WHERE locktype = 'advisory' \
+     AND granted AND classid = $1::oid AND objsubid = 2 \
      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     ORDER BY random() LIMIT 1) AS worker";
+     ORDER BY objid";
+
+/// How long a read of the registered workers is used. Reading `pg_locks` copies
+/// the server's whole lock table, too much for every run start; a worker that
+/// started meanwhile claims on its own when it registers, and one that died is
+/// covered by the others' idle poll.
+const WORKER_LIST_TTL: Duration = Duration::from_secs(1);
 
 /// How long the run listener waits before reconnecting after losing its connection.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
@@ -68,6 +74,51 @@ const RELISTEN_DELAY: Duration = Duration::from_millis(500);
 pub struct Postgres {
     /// Whether this process relays notifications into its signals yet.
     listening: Arc<AtomicBool>,
+    workers: Arc<WorkerList>,
+}
+
+/// The registered worker slots as last read, and whose turn it is to be woken.
+#[derive(Debug, Default)]
+struct WorkerList {
+    read: Mutex<Option<(Instant, Arc<[i32]>)>>,
+    turn: AtomicUsize,
+}
+
+impl WorkerList {
+    /// The channel of the worker whose turn it is, reading the registry through
+    /// `connection` when the last read is older than [`WORKER_LIST_TTL`]; `None` when
+    /// no worker is registered (the next to start claims what is due).
+    async fn next_channel(&self, connection: &mut PgConnection) -> Result<Option<String>> {
+        let fresh = {
+            let read = self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            read.as_ref()
+                .filter(|(at, _)| at.elapsed() < WORKER_LIST_TTL)
+                .map(|(_, slots)| slots.clone())
+        };
+        let slots = match fresh {
+            Some(slots) => slots,
+            None => {
+                let slots: Arc<[i32]> = sqlx::query_scalar(REGISTERED_WORKERS)
+                    .bind(WORKER_LOCK_CLASS)
+                    .fetch_all(&mut *connection)
+                    .await
+                    .context("reading the registered workers")?
+                    .into();
+                *self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some((Instant::now(), slots.clone()));
+                slots
+            }
+        };
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(worker_channel(slots[turn % slots.len()])))
+    }
+}
+
+fn worker_channel(slot: i32) -> String {
+    format!("trellis_work_{slot}")
 }
 
 pub(super) async fn connect(url: &str) -> Result<PostgresStore> {
@@ -101,20 +152,30 @@ impl Dialect for Postgres {
 
     statements_with!(PgConnection, arguments);
 
-    async fn announce(connection: &mut PgConnection, wake: Wake) -> Result<()> {
-        if wake.work {
-            sqlx::query(NOTIFY_ONE_WORKER)
-                .bind(WORKER_LOCK_CLASS)
-                .execute(&mut *connection)
-                .await
-                .context("notifying a worker")?;
+    /// One statement for both channels. A settled run's notification carries its
+    /// id, so that only callers waiting on it read it again.
+    async fn announce(&self, connection: &mut PgConnection, wake: Wake, run: Option<&str>) -> Result<()> {
+        let mut channels = Vec::with_capacity(2);
+        let mut payloads = Vec::with_capacity(2);
+        if wake.work
+            && let Some(channel) = self.workers.next_channel(connection).await?
+        {
+            channels.push(channel);
+            payloads.push("");
         }
         if wake.settled {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(SETTLED_CHANNEL)
+            channels.push(SETTLED_CHANNEL.to_owned());
+            payloads.push(run.unwrap_or(""));
+        }
+        if !channels.is_empty() {
+            sqlx::query(
+                "SELECT pg_notify(channel, payload) FROM UNNEST($1::text[], $2::text[]) AS n(channel, payload)",
+            )
+                .bind(&channels)
+                .bind(&payloads)
                 .execute(&mut *connection)
                 .await
-                .context("notifying waiters")?;
+                .context("notifying other processes")?;
         }
         Ok(())
     }
@@ -244,7 +305,7 @@ impl Queue for SqlStore<Postgres> {
                  status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
                  error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
                  finished_at = excluded.finished_at RETURNING 1), \
-             notified AS (SELECT pg_notify($20, '') FROM updated WHERE $21) \
+             notified AS (SELECT pg_notify($20, updated.id) FROM updated WHERE $21) \
              SELECT (SELECT count(*) FROM updated) \
                  + 0 * (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM notified)",
         )
@@ -347,17 +408,20 @@ async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Sig
                 }
             }
             // Anything may have changed while unregistered.
-            signals.fire(Wake::ALL);
+            signals.fire(Wake::ALL, None);
         }
         match listener.try_recv().await {
-            Ok(Some(notification)) => signals.fire(match notification.channel() {
-                SETTLED_CHANNEL => Wake::SETTLED,
-                _ => Wake::WORK,
-            }),
+            Ok(Some(notification)) => match notification.channel() {
+                SETTLED_CHANNEL => {
+                    let run = Some(notification.payload()).filter(|run| !run.is_empty());
+                    signals.fire(Wake::SETTLED, run);
+                }
+                _ => signals.fire(Wake::WORK, None),
+            },
             // The connection was lost and re-established.
             Ok(None) => {
                 registered = false;
-                signals.fire(Wake::ALL);
+                signals.fire(Wake::ALL, None);
             }
             // The store was closed: this process is shutting down.
             Err(sqlx::Error::PoolClosed) => return,
@@ -366,7 +430,7 @@ async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Sig
                 tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
                 registered = false;
                 tokio::time::sleep(RELISTEN_DELAY).await;
-                signals.fire(Wake::ALL);
+                signals.fire(Wake::ALL, None);
             }
         }
     }
@@ -397,7 +461,7 @@ async fn register_worker(listener: &mut PgListener) -> Result<()> {
             .await
             .context("registering as a worker")?;
         if taken {
-            let channel = format!("trellis_work_{slot}");
+            let channel = worker_channel(slot);
             listener
                 .listen(&channel)
                 .await

@@ -21,8 +21,9 @@ use super::sql::SqlStore;
 use super::{Listen, Store, dispatch};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use trellis_types::{RunStatus, StepStatus};
 
@@ -134,25 +135,44 @@ pub enum CancelOutcome {
 #[derive(Debug)]
 pub struct Signals {
     pub work: watch::Sender<u64>,
-    pub settled: watch::Sender<u64>,
+    /// Which run settled, so that a caller waiting on one run reads it again only
+    /// when that run settles, not whenever any does.
+    pub settled: broadcast::Sender<Settled>,
 }
+
+/// A run that settled, or [`Settled::Any`] when which is not known (a listener that
+/// reconnected may have missed some).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Run(Arc<str>),
+    Any,
+}
+
+/// Settled runs a slow waiter may fall behind by before it hears [`Settled::Any`]
+/// instead (a lagging receiver reads its run again): the queue stays bounded however
+/// slow a waiter is.
+const SETTLED_BACKLOG: usize = 1024;
 
 impl Default for Signals {
     fn default() -> Self {
         Self {
             work: watch::Sender::new(0),
-            settled: watch::Sender::new(0),
+            settled: broadcast::Sender::new(SETTLED_BACKLOG),
         }
     }
 }
 
 impl Signals {
-    pub fn fire(&self, wake: Wake) {
+    /// Fires `wake` after a change to `run`, or to runs not named (`None`).
+    pub fn fire(&self, wake: Wake, run: Option<&str>) {
         if wake.work {
             self.work.send_modify(|n| *n = n.wrapping_add(1));
         }
         if wake.settled {
-            self.settled.send_modify(|n| *n = n.wrapping_add(1));
+            // No receiver (nobody waits) is no error.
+            let _ = self
+                .settled
+                .send(run.map_or(Settled::Any, |run| Settled::Run(run.into())));
         }
     }
 }
@@ -240,7 +260,7 @@ impl Store {
     pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
         let wake = Wake::WORK;
         dispatch!(self, b => b.create_run(run, wake))?;
-        self.signals().fire(wake);
+        self.signals().fire(wake, Some(&run.id));
         Ok(())
     }
 
@@ -264,7 +284,7 @@ impl Store {
         let wake = Wake::after(transition);
         let applied = dispatch!(self, b => b.apply(run_id, owner, transition, wake))?;
         if applied {
-            self.signals().fire(wake);
+            self.signals().fire(wake, Some(run_id));
         }
         Ok(applied)
     }
@@ -280,7 +300,7 @@ impl Store {
         let wake = Wake::WORK;
         let released = dispatch!(self, b => b.release_leases(owner_prefix, now, wake))?;
         if released > 0 {
-            self.signals().fire(wake);
+            self.signals().fire(wake, None);
         }
         Ok(released)
     }
@@ -295,7 +315,7 @@ impl Store {
         let wake = Wake::after_decision(decision);
         let outcome = dispatch!(self, b => b.decide(run_id, decision, now, wake))?;
         if outcome == DecideOutcome::Decided {
-            self.signals().fire(wake);
+            self.signals().fire(wake, Some(run_id));
         }
         Ok(outcome)
     }
@@ -305,7 +325,7 @@ impl Store {
         let wake = Wake::SETTLED;
         let outcome = dispatch!(self, b => b.cancel_run(run_id, error, now, wake))?;
         if outcome == CancelOutcome::Cancelled {
-            self.signals().fire(wake);
+            self.signals().fire(wake, Some(run_id));
         }
         Ok(outcome)
     }
@@ -372,7 +392,7 @@ impl<D: Dialect> SqlStore<D> {
         .bind(run.created_at)
         .bind(run.updated_at);
         D::execute(&mut tx, &insert).await.context("inserting a run")?;
-        D::announce(&mut tx, wake).await?;
+        self.dialect.announce(&mut tx, wake, Some(&run.id)).await?;
         tx.commit().await
     }
 
@@ -403,7 +423,7 @@ impl<D: Dialect> SqlStore<D> {
         .bind(now);
         let released = D::execute(&mut tx, &query).await.context("releasing leases")?;
         if released > 0 {
-            D::announce(&mut tx, wake).await?;
+            self.dialect.announce(&mut tx, wake, None).await?;
         }
         tx.commit().await?;
         Ok(released)
@@ -445,7 +465,7 @@ impl<D: Dialect> SqlStore<D> {
         .bind(decision.output.as_str())
         .bind(now);
         D::execute(&mut tx, &step).await.context("recording a decision")?;
-        D::announce(&mut tx, wake).await?;
+        self.dialect.announce(&mut tx, wake, Some(run_id)).await?;
         tx.commit().await?;
         Ok(DecideOutcome::Decided)
     }
@@ -487,7 +507,7 @@ impl<D: Dialect> SqlStore<D> {
         D::execute(&mut tx, &steps)
             .await
             .context("cancelling a run's steps")?;
-        D::announce(&mut tx, wake).await?;
+        self.dialect.announce(&mut tx, wake, Some(run_id)).await?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }

@@ -90,7 +90,7 @@ impl Dialect for Sqlite {
 
     statements_with!(SqliteConnection, arguments);
 
-    async fn announce(_: &mut SqliteConnection, _: Wake) -> Result<()> {
+    async fn announce(&self, _: &mut SqliteConnection, _: Wake, _: Option<&str>) -> Result<()> {
         Ok(())
     }
 }
