@@ -198,6 +198,13 @@ pub struct WorkerArgs {
 /// How this node runs functions.
 #[derive(Clone, Args)]
 pub struct RuntimeArgs {
+    /// Threads this process runs requests, runs and functions on. Default: one per
+    /// core. Processes sharing a machine run best when their threads add up to its
+    /// cores: more threads than cores spend CPU handing it back and forth.
+    #[arg(long, env = "TRELLIS_THREADS", default_value_t = cores(),
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub threads: usize,
+
     /// Invocations running at once on this node; more wait in line.
     #[arg(long, env = "TRELLIS_MAX_CONCURRENCY", default_value_t = default_concurrency())]
     pub max_concurrency: u32,
@@ -273,9 +280,13 @@ impl EngineArgs {
 
 /// Concurrent invocations per node: enough to keep both cores busy while some calls
 /// wait on I/O, few enough that the pool's address-space reservation stays modest.
+/// The cores this process may use; 2 when the system does not say.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 fn default_concurrency() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    (cores * 32).min(512)
+    (cores() as u32 * 32).min(512)
 }
 
 /// Three quarters of physical memory leaves the rest for the host process, the

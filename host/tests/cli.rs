@@ -216,6 +216,17 @@ fn refused_start(variable: &str, value: &str) -> String {
 }
 
 #[test]
+fn thread_counts_outside_one_to_1024_are_refused_before_start() {
+    for value in ["0", "1025", "two"] {
+        let stderr = refused_start("TRELLIS_THREADS", value);
+        assert!(
+            stderr.contains("--threads") && stderr.contains(&format!("'{value}'")),
+            "{value}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn malformed_keyrings_stop_start_up_with_their_own_error() {
     // A recognisable 32-byte key, and one a byte short.
     let key = "S0VZLU1BVEVSSUFMLU5FVkVSLUVDSE9FRC0wMTIzNDU=";

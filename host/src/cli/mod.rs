@@ -144,7 +144,13 @@ impl Remote {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    match &cli.command {
+        Command::Serve(args) => runtime.worker_threads(args.runtime.threads),
+        Command::Worker(args) => runtime.worker_threads(args.runtime.threads),
+        _ => &mut runtime,
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime: {error}");
