@@ -29,6 +29,17 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
         self.lock().get(key).cloned()
     }
 
+    /// `update`'s answer for the entry of `key`, which it may change in place (one
+    /// step under the lock, so two callers never both see the old entry); the entry
+    /// becomes the most recently used.
+    pub fn update<Q, R>(&self, key: &Q, update: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().get_mut(key).map(update)
+    }
+
     /// Stores `value` as the most recently used entry, evicting the least recently
     /// used one when full.
     pub fn put(&self, key: K, value: V) {

@@ -18,6 +18,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
+/// How often a caller waiting on a run reads it again without being told it
+/// settled: the same safety net as the workers' idle poll.
+const WAIT_RECHECK: Duration = Duration::from_secs(1);
+
 /// The largest run input, as JSON text.
 pub const MAX_RUN_INPUT_BYTES: usize = 1 << 20;
 
@@ -117,8 +121,10 @@ impl Runs {
     /// The run once it is no longer pending or running (finished, or waiting on an
     /// approval), or as it is when `timeout` passes first.
     ///
-    /// The run is read again only when it, or a run not named, settles: a caller
-    /// costs nothing while other runs finish.
+    /// The run is read again when it, or a run not named, settles, so a caller costs
+    /// nothing while other runs finish; and at least every [`WAIT_RECHECK`], in case
+    /// the word was lost (a process that died between its commit and its
+    /// notification).
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before each read, so a settling between the read and the wait
@@ -129,6 +135,7 @@ impl Runs {
             if !matches!(run.status, RunStatus::Pending | RunStatus::Running) {
                 return Ok(run);
             }
+            let recheck = tokio::time::Instant::now() + WAIT_RECHECK;
             loop {
                 tokio::select! {
                     heard = settled.recv() => match heard {
@@ -138,6 +145,7 @@ impl Runs {
                         // Only once the store is dropped, which `self` prevents.
                         Err(RecvError::Closed) => return self.get(run_id).await,
                     },
+                    () = tokio::time::sleep_until(recheck) => break,
                     () = tokio::time::sleep_until(deadline) => return self.get(run_id).await,
                 }
             }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Database, FromRow};
+use sqlx::{Database, FromRow, Pool};
 
 use super::runs::Wake;
 use super::{RunStatus, StepStatus};
@@ -72,15 +72,9 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = sqlx::Result<Vec<T>>> + Send;
 
     /// Tells other processes of `wake` after a change to `run` (`None`: to runs not
-    /// named), inside the transaction that makes the change so they hear of it
-    /// exactly when it becomes visible: `NOTIFY` on PostgreSQL; nothing on SQLite,
-    /// which has no other processes.
-    fn announce(
-        &self,
-        connection: &mut Connection<Self>,
-        wake: Wake,
-        run: Option<&str>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// named) has committed, without waiting for it to be sent: `NOTIFY` on
+    /// PostgreSQL; nothing on SQLite, which has no other processes.
+    fn announce(&self, pool: &Pool<Self::Db>, wake: Wake, run: Option<&str>);
 }
 
 /// One statement with its arguments, in `$1, $2, …` order.

@@ -6,19 +6,27 @@
 //! `FOR UPDATE SKIP LOCKED`, so concurrent workers split them instead of queueing on
 //! each other.
 //!
-//! Wake-ups cross processes as notifications, and each one delivered costs the
-//! receiving backend a transaction, so they go only where they are needed. A run
-//! that settles is announced on [`SETTLED_CHANNEL`], which only nodes serving the API
-//! (where callers wait on runs) listen to. Work is announced to one worker process,
-//! taking the registered ones in turn: each process running workers holds an
-//! advisory lock `(WORKER_LOCK_CLASS, slot)` on its listener connection and listens
-//! on `trellis_work_<slot>`. The lock is the registry: it ends with the connection, so
-//! a dead process drops out of it, and it needs no table or heartbeat. Each process
-//! reads the registry at most once per [`WORKER_LIST_TTL`] ([`WorkerList`]).
-//! Broadcasting every new run to every worker made every process pay for every run,
-//! so commits per step grew with the number of workers. What a targeted wake-up can
-//! miss (it reached a process whose slots are all busy, or one that died within the
-//! last second) is found by the other workers' idle poll, within a second.
+//! Wake-ups cross processes as notifications, sent after the change commits. A run
+//! that settles is announced, with its id, on [`SETTLED_CHANNEL`], which only nodes
+//! serving the API (where callers wait on runs) listen to. Work is announced to one
+//! worker process, taking the registered ones in turn: each process running workers
+//! holds an advisory lock `(WORKER_LOCK_CLASS, slot)` on its listener connection and
+//! listens on `trellis_work_<slot>`. The lock is the registry: it ends with the
+//! connection, so a dead process drops out of it, and it needs no table or
+//! heartbeat. Each process reads the registry at most once per [`WORKER_LIST_TTL`]
+//! ([`WorkerList`]).
+//!
+//! PostgreSQL signals every listening backend of the database for every notifying
+//! transaction, whatever its channels, and each backend reads the queue in a
+//! transaction of its own. So each process sends its notifications from one
+//! [`Outbox`]: what commits while a batch is being sent goes out together in the
+//! next, as one statement. Broadcasting every change, one notification each, made
+//! commits per step grow with the number of worker processes.
+//!
+//! What a wake-up can miss (it reached a process whose slots are all busy, or one
+//! that died within the last second; or it was lost with a process that died after
+//! its commit) is found by the workers' idle poll and the waiters' own re-reads,
+//! within a second.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,7 +82,65 @@ const RELISTEN_DELAY: Duration = Duration::from_millis(500);
 pub struct Postgres {
     /// Whether this process relays notifications into its signals yet.
     listening: Arc<AtomicBool>,
-    workers: Arc<WorkerList>,
+    outbox: Arc<Outbox>,
+}
+
+/// Notifications this process has yet to send (see the module docs): those of
+/// changes that commit while a batch is being sent go out together in the next; an
+/// idle process sends each at once.
+#[derive(Debug, Default)]
+struct Outbox {
+    pending: Mutex<Pending>,
+    workers: WorkerList,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// A task is sending: what is added now goes with its next batch.
+    sending: bool,
+    batch: Batch,
+}
+
+/// What one `NOTIFY` statement tells.
+#[derive(Debug, Default)]
+struct Batch {
+    work: bool,
+    settled: SettledRuns,
+}
+
+#[derive(Debug, Default)]
+enum SettledRuns {
+    #[default]
+    None,
+    Named(Vec<String>),
+    /// Runs not named settled, or more than [`MAX_SETTLED_PER_BATCH`]: listeners
+    /// read every run they wait on.
+    Any,
+}
+
+/// Settled runs named in one batch; beyond that the batch says "some runs settled".
+/// It bounds a batch's size however far the database falls behind.
+const MAX_SETTLED_PER_BATCH: usize = 256;
+
+impl Batch {
+    fn add(&mut self, wake: Wake, run: Option<&str>) {
+        self.work |= wake.work;
+        if !wake.settled {
+            return;
+        }
+        self.settled = match (std::mem::take(&mut self.settled), run) {
+            (SettledRuns::None, Some(run)) => SettledRuns::Named(vec![run.to_owned()]),
+            (SettledRuns::Named(mut runs), Some(run)) if runs.len() < MAX_SETTLED_PER_BATCH => {
+                runs.push(run.to_owned());
+                SettledRuns::Named(runs)
+            }
+            _ => SettledRuns::Any,
+        };
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.work && matches!(self.settled, SettledRuns::None)
+    }
 }
 
 /// The registered worker slots as last read, and whose turn it is to be woken.
@@ -90,7 +156,7 @@ impl WorkerList {
     /// no worker is registered (the next to start claims what is due).
     async fn next_channel(&self, connection: &mut PgConnection) -> Result<Option<String>> {
         let fresh = {
-            let read = self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let read = lock(&self.read);
             read.as_ref()
                 .filter(|(at, _)| at.elapsed() < WORKER_LIST_TTL)
                 .map(|(_, slots)| slots.clone())
@@ -104,8 +170,7 @@ impl WorkerList {
                     .await
                     .context("reading the registered workers")?
                     .into();
-                *self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                    Some((Instant::now(), slots.clone()));
+                *lock(&self.read) = Some((Instant::now(), slots.clone()));
                 slots
             }
         };
@@ -115,6 +180,67 @@ impl WorkerList {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         Ok(Some(worker_channel(slots[turn % slots.len()])))
     }
+}
+
+/// Sends what is pending, batch after batch, until nothing is. A batch that fails is
+/// dropped with a warning: its workers find the work by their idle poll, and waiters
+/// read their run again at their own interval.
+async fn send_pending(pool: sqlx::PgPool, outbox: Arc<Outbox>) {
+    loop {
+        let batch = {
+            let mut pending = lock(&outbox.pending);
+            let batch = std::mem::take(&mut pending.batch);
+            pending.sending = !batch.is_empty();
+            batch
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(error) = send(&pool, &outbox.workers, batch).await {
+            if matches!(error.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)) {
+                return;
+            }
+            tracing::warn!(error = format!("{error:#}"), "notifying other processes failed");
+        }
+    }
+}
+
+/// One statement for the whole batch: work to the worker whose turn it is, and each
+/// settled run by its id on [`SETTLED_CHANNEL`] (an empty payload: runs not named).
+async fn send(pool: &sqlx::PgPool, workers: &WorkerList, batch: Batch) -> Result<()> {
+    let mut connection = pool.acquire().await?;
+    let mut channels = Vec::new();
+    let mut payloads = Vec::new();
+    if batch.work
+        && let Some(channel) = workers.next_channel(&mut connection).await?
+    {
+        channels.push(channel);
+        payloads.push(String::new());
+    }
+    let settled = match batch.settled {
+        SettledRuns::None => Vec::new(),
+        SettledRuns::Named(runs) => runs,
+        SettledRuns::Any => vec![String::new()],
+    };
+    for run in settled {
+        channels.push(SETTLED_CHANNEL.to_owned());
+        payloads.push(run);
+    }
+    if !channels.is_empty() {
+        sqlx::query(
+            "SELECT pg_notify(channel, payload) FROM UNNEST($1::text[], $2::text[]) AS n(channel, payload)",
+        )
+        .bind(&channels)
+        .bind(&payloads)
+        .execute(&mut *connection)
+        .await
+        .context("notifying other processes")?;
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn worker_channel(slot: i32) -> String {
@@ -152,32 +278,12 @@ impl Dialect for Postgres {
 
     statements_with!(PgConnection, arguments);
 
-    /// One statement for both channels. A settled run's notification carries its
-    /// id, so that only callers waiting on it read it again.
-    async fn announce(&self, connection: &mut PgConnection, wake: Wake, run: Option<&str>) -> Result<()> {
-        let mut channels = Vec::with_capacity(2);
-        let mut payloads = Vec::with_capacity(2);
-        if wake.work
-            && let Some(channel) = self.workers.next_channel(connection).await?
-        {
-            channels.push(channel);
-            payloads.push("");
+    fn announce(&self, pool: &sqlx::PgPool, wake: Wake, run: Option<&str>) {
+        let mut pending = lock(&self.outbox.pending);
+        pending.batch.add(wake, run);
+        if !std::mem::replace(&mut pending.sending, true) {
+            tokio::spawn(send_pending(pool.clone(), self.outbox.clone()));
         }
-        if wake.settled {
-            channels.push(SETTLED_CHANNEL.to_owned());
-            payloads.push(run.unwrap_or(""));
-        }
-        if !channels.is_empty() {
-            sqlx::query(
-                "SELECT pg_notify(channel, payload) FROM UNNEST($1::text[], $2::text[]) AS n(channel, payload)",
-            )
-                .bind(&channels)
-                .bind(&payloads)
-                .execute(&mut *connection)
-                .await
-                .context("notifying other processes")?;
-        }
-        Ok(())
     }
 }
 
@@ -281,13 +387,10 @@ impl Queue for SqlStore<Postgres> {
     }
 
     /// The engine's hot path, one transaction per step, as one statement (one round
-    /// trip): the fenced `UPDATE`, the step records (written only if the fence held,
-    /// as they join its result) and the notifications, in data-modifying CTEs, which
-    /// PostgreSQL runs in one snapshot and commits together. (`notified` is a plain
-    /// `SELECT`, which runs only if referenced: the final `SELECT` counts it.) Only
-    /// `settled` crosses processes here: work a transition creates (a run parked for a
-    /// delay or a retry) is this process's own, and its in-process signal suffices.
-    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition, wake: Wake) -> Result<bool> {
+    /// trip): the fenced `UPDATE` and the step records (written only if the fence
+    /// held, as they join its result), in data-modifying CTEs, which PostgreSQL runs
+    /// in one snapshot and commits together.
+    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
         count_transaction();
         let steps = &transition.steps;
         let applied: i64 = sqlx::query_scalar(
@@ -304,10 +407,8 @@ impl Queue for SqlStore<Postgres> {
                  ON CONFLICT (run_id, step_id) DO UPDATE SET execution = excluded.execution, \
                  status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
                  error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, \
-                 finished_at = excluded.finished_at RETURNING 1), \
-             notified AS (SELECT pg_notify($20, updated.id) FROM updated WHERE $21) \
-             SELECT (SELECT count(*) FROM updated) \
-                 + 0 * (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM notified)",
+                 finished_at = excluded.finished_at RETURNING 1) \
+             SELECT (SELECT count(*) FROM updated) + 0 * (SELECT count(*) FROM written)",
         )
         .bind(run_id)
         .bind(owner)
@@ -328,8 +429,6 @@ impl Queue for SqlStore<Postgres> {
         .bind(steps.iter().map(|s| s.logs.as_deref()).collect::<Vec<_>>())
         .bind(steps.iter().map(|s| s.started_at).collect::<Vec<_>>())
         .bind(steps.iter().map(|s| s.finished_at).collect::<Vec<_>>())
-        .bind(SETTLED_CHANNEL)
-        .bind(wake.settled)
         .fetch_one(&self.pool)
         .await
         .context("applying a transition")?;

@@ -13,8 +13,8 @@
 //! or a retry, released leases) wakes [`Signals::work`]; a run that stops (finished,
 //! or waiting on a human) wakes [`Signals::settled`]. They fire in this process after
 //! the change commits. On PostgreSQL the same wake crosses processes as a
-//! notification (see `postgres.rs` for where each goes), sent inside the change's
-//! transaction so that listeners hear of it exactly when it becomes visible.
+//! notification, sent after the commit, so that whoever hears it sees the change
+//! (see `postgres.rs` for where each goes and how they are batched).
 
 use super::dialect::{Connection, Dialect, Query};
 use super::sql::SqlStore;
@@ -244,23 +244,35 @@ pub trait Queue {
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim>> + Send;
 
-    /// Writes `transition` if `owner` still holds the run in the expected status, and
-    /// announces `wake` to other processes with it.
+    /// Writes `transition` if `owner` still holds the run in the expected status.
     fn apply(
         &self,
         run_id: &str,
         owner: &str,
         transition: &Transition,
-        wake: Wake,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 impl Store {
+    /// After a change to `run` (or to runs not named) commits: wakes this process's
+    /// workers or waiters, and tells other processes.
+    fn woke(&self, wake: Wake, run: Option<&str>) {
+        self.signals().fire(wake, run);
+        self.announce(wake, run);
+    }
+
+    fn announce(&self, wake: Wake, run: Option<&str>) {
+        match self {
+            Store::Sqlite(backend) => backend.dialect.announce(&backend.pool, wake, run),
+            Store::Postgres(backend) => backend.dialect.announce(&backend.pool, wake, run),
+        }
+    }
+
     /// Inserts a new `pending` run, due now, and wakes workers.
     pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
         let wake = Wake::WORK;
-        dispatch!(self, b => b.create_run(run, wake))?;
-        self.signals().fire(wake, Some(&run.id));
+        dispatch!(self, b => b.create_run(run))?;
+        self.woke(wake, Some(&run.id));
         Ok(())
     }
 
@@ -282,9 +294,12 @@ impl Store {
     /// `false` (nothing written) otherwise.
     pub async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
         let wake = Wake::after(transition);
-        let applied = dispatch!(self, b => b.apply(run_id, owner, transition, wake))?;
+        let applied = dispatch!(self, b => b.apply(run_id, owner, transition))?;
         if applied {
+            // Work a transition creates (a run parked for a delay or a retry) is for
+            // this worker's own process; only a settled run concerns others.
             self.signals().fire(wake, Some(run_id));
+            self.announce(Wake { work: false, ..wake }, Some(run_id));
         }
         Ok(applied)
     }
@@ -298,9 +313,9 @@ impl Store {
     /// `owner_prefix`, due at once (a worker shutting down).
     pub async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
         let wake = Wake::WORK;
-        let released = dispatch!(self, b => b.release_leases(owner_prefix, now, wake))?;
+        let released = dispatch!(self, b => b.release_leases(owner_prefix, now))?;
         if released > 0 {
-            self.signals().fire(wake, None);
+            self.woke(wake, None);
         }
         Ok(released)
     }
@@ -313,9 +328,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<DecideOutcome> {
         let wake = Wake::after_decision(decision);
-        let outcome = dispatch!(self, b => b.decide(run_id, decision, now, wake))?;
+        let outcome = dispatch!(self, b => b.decide(run_id, decision, now))?;
         if outcome == DecideOutcome::Decided {
-            self.signals().fire(wake, Some(run_id));
+            self.woke(wake, Some(run_id));
         }
         Ok(outcome)
     }
@@ -323,9 +338,9 @@ impl Store {
     /// Cancels an unfinished run; its running or waiting step is cancelled too.
     pub async fn cancel_run(&self, run_id: &str, error: &str, now: DateTime<Utc>) -> Result<CancelOutcome> {
         let wake = Wake::SETTLED;
-        let outcome = dispatch!(self, b => b.cancel_run(run_id, error, now, wake))?;
+        let outcome = dispatch!(self, b => b.cancel_run(run_id, error, now))?;
         if outcome == CancelOutcome::Cancelled {
-            self.signals().fire(wake, Some(run_id));
+            self.woke(wake, Some(run_id));
         }
         Ok(outcome)
     }
@@ -373,9 +388,8 @@ pub(super) const STEP_COLUMNS: &str =
 
 /// The run statements both backends share. Each write is one transaction, counted.
 impl<D: Dialect> SqlStore<D> {
-    pub(super) async fn create_run(&self, run: &RunRecord, wake: Wake) -> Result<()> {
+    pub(super) async fn create_run(&self, run: &RunRecord) -> Result<()> {
         count_transaction();
-        let mut tx = self.begin_write().await?;
         let insert = Query::new(format!(
             "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
@@ -391,9 +405,10 @@ impl<D: Dialect> SqlStore<D> {
         .bind(&run.lease_owner)
         .bind(run.created_at)
         .bind(run.updated_at);
-        D::execute(&mut tx, &insert).await.context("inserting a run")?;
-        self.dialect.announce(&mut tx, wake, Some(&run.id)).await?;
-        tx.commit().await
+        D::execute(&mut *self.writer().await?, &insert)
+            .await
+            .context("inserting a run")?;
+        Ok(())
     }
 
     pub(super) async fn renew_lease(&self, run_id: &str, owner: &str, until: DateTime<Utc>) -> Result<bool> {
@@ -408,25 +423,16 @@ impl<D: Dialect> SqlStore<D> {
         Ok(renewed == 1)
     }
 
-    pub(super) async fn release_leases(
-        &self,
-        owner_prefix: &str,
-        now: DateTime<Utc>,
-        wake: Wake,
-    ) -> Result<u64> {
+    pub(super) async fn release_leases(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
         count_transaction();
-        let mut tx = self.begin_write().await?;
         let query = Query::new(
             "UPDATE runs SET lease_owner = NULL, due_at = $2 WHERE substr(lease_owner, 1, length($1)) = $1",
         )
         .bind(owner_prefix)
         .bind(now);
-        let released = D::execute(&mut tx, &query).await.context("releasing leases")?;
-        if released > 0 {
-            self.dialect.announce(&mut tx, wake, None).await?;
-        }
-        tx.commit().await?;
-        Ok(released)
+        D::execute(&mut *self.writer().await?, &query)
+            .await
+            .context("releasing leases")
     }
 
     pub(super) async fn decide(
@@ -434,7 +440,6 @@ impl<D: Dialect> SqlStore<D> {
         run_id: &str,
         decision: &Decision,
         now: DateTime<Utc>,
-        wake: Wake,
     ) -> Result<DecideOutcome> {
         count_transaction();
         let mut tx = self.begin_write().await?;
@@ -465,7 +470,6 @@ impl<D: Dialect> SqlStore<D> {
         .bind(decision.output.as_str())
         .bind(now);
         D::execute(&mut tx, &step).await.context("recording a decision")?;
-        self.dialect.announce(&mut tx, wake, Some(run_id)).await?;
         tx.commit().await?;
         Ok(DecideOutcome::Decided)
     }
@@ -475,7 +479,6 @@ impl<D: Dialect> SqlStore<D> {
         run_id: &str,
         error: &str,
         now: DateTime<Utc>,
-        wake: Wake,
     ) -> Result<CancelOutcome> {
         count_transaction();
         let mut tx = self.begin_write().await?;
@@ -507,7 +510,6 @@ impl<D: Dialect> SqlStore<D> {
         D::execute(&mut tx, &steps)
             .await
             .context("cancelling a run's steps")?;
-        self.dialect.announce(&mut tx, wake, Some(run_id)).await?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }

@@ -90,9 +90,7 @@ impl Dialect for Sqlite {
 
     statements_with!(SqliteConnection, arguments);
 
-    async fn announce(&self, _: &mut SqliteConnection, _: Wake, _: Option<&str>) -> Result<()> {
-        Ok(())
-    }
+    fn announce(&self, _: &SqlitePool, _: Wake, _: Option<&str>) {}
 }
 
 fn arguments<'q>(args: &[Arg<'q>]) -> sqlx::Result<SqliteArguments<'q>> {
@@ -174,7 +172,7 @@ impl Queue for SqlStore<Sqlite> {
     /// The batch opens and commits its transaction itself, so it runs on a task of
     /// its own: a caller dropped midway (a worker shutting down) must not leave a
     /// transaction open on a pooled connection.
-    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition, _: Wake) -> Result<bool> {
+    async fn apply(&self, run_id: &str, owner: &str, transition: &Transition) -> Result<bool> {
         let (pool, dialect) = (self.pool.clone(), self.dialect.clone());
         let (run_id, owner, transition) = (run_id.to_owned(), owner.to_owned(), transition.clone());
         tokio::spawn(async move {
