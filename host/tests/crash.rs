@@ -388,7 +388,6 @@ async fn until_registered(database: &str, want: i64) {
 /// given up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wake_ups_go_to_registered_workers_in_turn() {
-    const SLOT: i32 = 4095;
     let database = Database::create().await;
     let dirs = tempfile::tempdir().expect("tempdir");
     let (_server, url) = serve(&database.url, dirs.path());
@@ -406,15 +405,19 @@ async fn wake_ups_go_to_registered_workers_in_turn() {
     let real = worker(&database.url, &dirs.path().join("w0"), &logs, 0, 0);
     until_registered(&database.url, 1).await;
     let mut registration = PgConnection::connect(&database.url).await.expect("connecting");
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(x'74726c73'::int, $1)")
-        .bind(SLOT)
+    // The highest free slot (the real worker took one at random).
+    let mut slot = 4095;
+    while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(x'74726c73'::int, $1)")
+        .bind(slot)
         .fetch_one(&mut registration)
         .await
-        .expect("taking a worker slot");
-    assert!(taken, "slot {SLOT} is free");
+        .expect("taking a worker slot")
+    {
+        slot -= 1;
+    }
     let mut heard = PgListener::connect(&database.url).await.expect("connecting");
     heard
-        .listen(&format!("trellis_work_{SLOT}"))
+        .listen(&format!("trellis_work_{slot}"))
         .await
         .expect("LISTEN");
     until_registered(&database.url, 2).await;
@@ -458,7 +461,7 @@ async fn wake_ups_go_to_registered_workers_in_turn() {
     };
     start_and_finish(10).await;
     assert_eq!(
-        notifications(&mut heard).await,
+        notifications(&mut heard, 5).await,
         5,
         "two registered workers take ten wake-ups in turn"
     );
@@ -469,7 +472,7 @@ async fn wake_ups_go_to_registered_workers_in_turn() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     start_and_finish(10).await;
     assert_eq!(
-        notifications(&mut heard).await,
+        notifications(&mut heard, 0).await,
         0,
         "a slot given up hears of no more work"
     );
@@ -477,11 +480,18 @@ async fn wake_ups_go_to_registered_workers_in_turn() {
     database.drop_it().await;
 }
 
-/// Notifications `listener` has received and not yet counted: those already sent
-/// arrive well within the quiet period that ends the count.
-async fn notifications(listener: &mut PgListener) -> usize {
+/// Notifications `listener` receives: it waits (up to a minute) for `expected`, then
+/// counts any more that arrive within a quiet second.
+async fn notifications(listener: &mut PgListener, expected: usize) -> usize {
     let mut count = 0;
-    while let Ok(received) = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count < expected && Instant::now() < deadline {
+        if let Ok(received) = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
+            received.expect("a notification");
+            count += 1;
+        }
+    }
+    while let Ok(received) = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
         received.expect("a notification");
         count += 1;
     }

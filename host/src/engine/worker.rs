@@ -8,9 +8,9 @@
 //! number and the same idempotency key. A worker that finds its commit refused (the
 //! run was cancelled or decided meanwhile, or its lease was taken over) drops the run.
 //!
-//! Waking: new runs, decisions, runs parked for a delay or a retry, and released
-//! leases signal at once (in-process, and through `LISTEN/NOTIFY` across processes
-//! on PostgreSQL); their due times (the end of a delay, an approval timeout, a retry
+//! Waking: new runs, decisions and released leases signal at once (in-process, and
+//! through `LISTEN/NOTIFY` across processes on PostgreSQL), and runs parked for a
+//! delay or a retry in-process; their due times (the end of a delay, an approval timeout, a retry
 //! backoff, an expired lease) are met by sleeping until the next `due_at`, with a
 //! slow poll as a safety net.
 //!

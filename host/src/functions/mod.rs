@@ -141,8 +141,11 @@ impl Functions {
 
     pub async fn delete(&self, id: &str) -> Result<()> {
         check_id(id)?;
+        let deleted = self.store.delete_function(id).await;
+        // After the delete: an invoke that read the record just before it put it
+        // back otherwise, to be served until it aged.
         self.records.evict(id);
-        match self.store.delete_function(id).await? {
+        match deleted? {
             true => Ok(()),
             false => Err(FunctionsError::NotFound(id.to_owned())),
         }
@@ -187,7 +190,12 @@ impl Functions {
         let record = match self.records.fresh(&invocation.function_id) {
             Some(record) => record,
             None => {
-                let record = self.get(&invocation.function_id).await?;
+                // A record that cannot be read (deleted through another node) must
+                // not go on being served while its refresh keeps failing.
+                let record = self
+                    .get(&invocation.function_id)
+                    .await
+                    .inspect_err(|_| self.records.evict(&invocation.function_id))?;
                 self.records.insert(record.clone());
                 record
             }

@@ -38,12 +38,14 @@ impl Default for RecordCache {
 }
 
 impl RecordCache {
-    /// The record of `id` to invoke with, or `None`: read it and [`insert`] it. A
-    /// record read less than [`RECORD_TTL`] ago is fresh. Once it is older, the first
-    /// caller gets `None` and the others the aged record meanwhile, so that the
-    /// calls in flight when a hot function's record ages do not all read it at once.
+    /// The record of `id` to invoke with, or `None`: read it and [`insert`] it (or
+    /// [`evict`] it if the read fails). A record read less than [`RECORD_TTL`] ago is
+    /// fresh. Once it is older, the first caller gets `None` and the others the aged
+    /// record meanwhile, for up to [`REFRESH_GRACE`] more, so that the calls in flight
+    /// when a hot function's record ages do not all read it at once.
     ///
     /// [`insert`]: RecordCache::insert
+    /// [`evict`]: RecordCache::evict
     pub(super) fn fresh(&self, id: &str) -> Option<FunctionRecord> {
         self.fresh_at(id, Instant::now())
     }
@@ -51,15 +53,15 @@ impl RecordCache {
     fn fresh_at(&self, id: &str, now: Instant) -> Option<FunctionRecord> {
         self.0
             .update(id, |entry| {
-                let aged = now.saturating_duration_since(entry.read_at) >= RECORD_TTL;
+                let age = now.saturating_duration_since(entry.read_at);
                 let refreshing = entry
                     .refreshing_since
                     .is_some_and(|since| now.saturating_duration_since(since) < REFRESH_GRACE);
-                if aged && !refreshing {
-                    entry.refreshing_since = Some(now);
-                    return None;
+                if age < RECORD_TTL || (refreshing && age < RECORD_TTL + REFRESH_GRACE) {
+                    return Some(entry.record.clone());
                 }
-                Some(entry.record.clone())
+                entry.refreshing_since = Some(now);
+                None
             })
             .flatten()
     }
@@ -134,6 +136,10 @@ mod tests {
         assert!(
             cache.fresh_at("f", aged + REFRESH_GRACE).is_none(),
             "a read that never landed is tried again"
+        );
+        assert!(
+            cache.fresh_at("f", aged + REFRESH_GRACE).is_none(),
+            "and the aged record is not served past the grace period"
         );
 
         let read_again = aged + REFRESH_GRACE;

@@ -127,8 +127,8 @@ impl Runs {
     /// notification).
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // Subscribed before each read, so a settling between the read and the wait
-        // is heard.
+        // Subscribed before the first read: a settling between a read and the wait
+        // after it is buffered, not missed.
         let mut settled = self.store.signals().settled.subscribe();
         loop {
             let run = self.get(run_id).await?;

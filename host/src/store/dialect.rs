@@ -75,6 +75,10 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     /// named) has committed, without waiting for it to be sent: `NOTIFY` on
     /// PostgreSQL; nothing on SQLite, which has no other processes.
     fn announce(&self, pool: &Pool<Self::Db>, wake: Wake, run: Option<&str>);
+
+    /// Waits, briefly, for what [`Dialect::announce`] was given to be sent: called
+    /// before the pool closes.
+    fn flush(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// One statement with its arguments, in `$1, $2, …` order.

@@ -28,7 +28,7 @@
 //! its commit) is found by the workers' idle poll and the waiters' own re-reads,
 //! within a second.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,9 @@ struct Pending {
 /// What one `NOTIFY` statement tells.
 #[derive(Debug, Default)]
 struct Batch {
-    work: bool,
+    /// Changes that gave workers something to do: as many registered workers as
+    /// there were (up to all of them) are told, each in turn.
+    work: usize,
     settled: SettledRuns,
 }
 
@@ -124,7 +126,7 @@ const MAX_SETTLED_PER_BATCH: usize = 256;
 
 impl Batch {
     fn add(&mut self, wake: Wake, run: Option<&str>) {
-        self.work |= wake.work;
+        self.work += usize::from(wake.work);
         if !wake.settled {
             return;
         }
@@ -139,22 +141,38 @@ impl Batch {
     }
 
     fn is_empty(&self) -> bool {
-        !self.work && matches!(self.settled, SettledRuns::None)
+        self.work == 0 && matches!(self.settled, SettledRuns::None)
     }
 }
 
 /// The registered worker slots as last read, and whose turn it is to be woken.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WorkerList {
     read: Mutex<Option<(Instant, Arc<[i32]>)>>,
     turn: AtomicUsize,
+    /// This process's own slot while it is registered (-1: none): its workers hear of
+    /// its changes in-process.
+    own: AtomicI32,
+}
+
+impl Default for WorkerList {
+    fn default() -> Self {
+        Self {
+            read: Mutex::default(),
+            // Each process starts its turns at a different worker, so that several
+            // API nodes do not wake the same ones in lockstep.
+            turn: AtomicUsize::new(uuid::Uuid::new_v4().as_u128() as usize),
+            own: AtomicI32::new(-1),
+        }
+    }
 }
 
 impl WorkerList {
-    /// The channel of the worker whose turn it is, reading the registry through
-    /// `connection` when the last read is older than [`WORKER_LIST_TTL`]; `None` when
-    /// no worker is registered (the next to start claims what is due).
-    async fn next_channel(&self, connection: &mut PgConnection) -> Result<Option<String>> {
+    /// The channels of the next `count` workers in turn (each at most once), other
+    /// than this process, reading the registry through `connection` when the last
+    /// read is older than [`WORKER_LIST_TTL`]; none when no other worker is
+    /// registered (the next to start claims what is due).
+    async fn next_channels(&self, connection: &mut PgConnection, count: usize) -> Result<Vec<String>> {
         let fresh = {
             let read = lock(&self.read);
             read.as_ref()
@@ -174,48 +192,96 @@ impl WorkerList {
                 slots
             }
         };
-        if slots.is_empty() {
-            return Ok(None);
-        }
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(worker_channel(slots[turn % slots.len()])))
+        let own = self.own.load(Ordering::Relaxed);
+        let others: Vec<i32> = slots.iter().copied().filter(|slot| *slot != own).collect();
+        let count = count.min(others.len());
+        let first = self.turn.fetch_add(count, Ordering::Relaxed);
+        Ok((0..count)
+            .map(|i| worker_channel(others[first.wrapping_add(i) % others.len()]))
+            .collect())
     }
 }
 
-/// Sends what is pending, batch after batch, until nothing is. A batch that fails is
-/// dropped with a warning: its workers find the work by their idle poll, and waiters
-/// read their run again at their own interval.
+/// Sends what is pending, batch after batch, until nothing is. A batch that fails or
+/// takes longer than [`SEND_TIMEOUT`] is dropped with a warning: workers find the work
+/// by their idle poll, and waiters read their run again at their own interval.
 async fn send_pending(pool: sqlx::PgPool, outbox: Arc<Outbox>) {
+    let mut task = SendingTask {
+        outbox: &outbox,
+        finished: false,
+    };
     loop {
         let batch = {
             let mut pending = lock(&outbox.pending);
             let batch = std::mem::take(&mut pending.batch);
-            pending.sending = !batch.is_empty();
-            batch
-        };
-        if batch.is_empty() {
-            return;
-        }
-        if let Err(error) = send(&pool, &outbox.workers, batch).await {
-            if matches!(error.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)) {
+            // Under the lock `announce` adds with: nothing added after this check goes
+            // unsent, as the next `announce` starts another task.
+            if batch.is_empty() {
+                pending.sending = false;
+                task.finished = true;
                 return;
             }
-            tracing::warn!(error = format!("{error:#}"), "notifying other processes failed");
+            batch
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, send(&pool, &outbox.workers, batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error))
+                if matches!(error.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = format!("{error:#}"), "notifying other processes failed")
+            }
+            Err(_) => tracing::warn!("notifying other processes timed out"),
         }
     }
 }
 
-/// One statement for the whole batch: work to the worker whose turn it is, and each
+/// The sending task: if it ends other than by finding nothing to send (it panicked,
+/// or its runtime shut down), the next change starts another.
+struct SendingTask<'a> {
+    outbox: &'a Outbox,
+    finished: bool,
+}
+
+impl Drop for SendingTask<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.outbox.pending).sending = false;
+        }
+    }
+}
+
+impl Outbox {
+    /// Waits (up to [`SEND_TIMEOUT`]) until what is pending has been sent, so that a
+    /// process shutting down does not take the word of its last changes with it.
+    async fn flush(&self) {
+        let deadline = Instant::now() + SEND_TIMEOUT;
+        while lock(&self.pending).sending && Instant::now() < deadline {
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
+}
+
+/// How often a shutting-down process looks whether its notifications went out.
+const FLUSH_POLL: Duration = Duration::from_millis(5);
+
+/// How long one batch of notifications may take to send before it is given up.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One statement for the whole batch: work to the next workers in turn, and each
 /// settled run by its id on [`SETTLED_CHANNEL`] (an empty payload: runs not named).
+/// A failed read of the registry still lets the settled runs through.
 async fn send(pool: &sqlx::PgPool, workers: &WorkerList, batch: Batch) -> Result<()> {
     let mut connection = pool.acquire().await?;
     let mut channels = Vec::new();
     let mut payloads = Vec::new();
-    if batch.work
-        && let Some(channel) = workers.next_channel(&mut connection).await?
-    {
-        channels.push(channel);
-        payloads.push(String::new());
+    if batch.work > 0 {
+        match workers.next_channels(&mut connection, batch.work).await {
+            Ok(workers) => {
+                payloads.extend(workers.iter().map(|_| String::new()));
+                channels.extend(workers);
+            }
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "no worker told of new work"),
+        }
     }
     let settled = match batch.settled {
         SettledRuns::None => Vec::new(),
@@ -279,11 +345,18 @@ impl Dialect for Postgres {
     statements_with!(PgConnection, arguments);
 
     fn announce(&self, pool: &sqlx::PgPool, wake: Wake, run: Option<&str>) {
+        if wake == Wake::NONE {
+            return;
+        }
         let mut pending = lock(&self.outbox.pending);
         pending.batch.add(wake, run);
         if !std::mem::replace(&mut pending.sending, true) {
             tokio::spawn(send_pending(pool.clone(), self.outbox.clone()));
         }
+    }
+
+    async fn flush(&self) {
+        self.outbox.flush().await;
     }
 }
 
@@ -445,21 +518,27 @@ impl SqlStore<Postgres> {
         if self.dialect.listening.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let listener = match start_listening(&self.pool, listen).await {
+        let workers = &self.dialect.outbox.workers;
+        let listener = match start_listening(&self.pool, listen, workers).await {
             Ok(listener) => listener,
             Err(error) => {
                 self.dialect.listening.store(false, Ordering::SeqCst);
                 return Err(error);
             }
         };
-        tokio::spawn(relay(listener, listen, self.signals.clone()));
+        tokio::spawn(relay(
+            listener,
+            listen,
+            self.signals.clone(),
+            self.dialect.outbox.clone(),
+        ));
         Ok(())
     }
 }
 
 /// A listener on the channels `listen` asks for, registered as a worker if it runs
 /// workers. On failure its connection is closed, so a lock it took goes with it.
-async fn start_listening(pool: &sqlx::PgPool, listen: Listen) -> Result<PgListener> {
+async fn start_listening(pool: &sqlx::PgPool, listen: Listen, workers: &WorkerList) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool)
         .await
         .context("connecting the run listener")?;
@@ -471,7 +550,9 @@ async fn start_listening(pool: &sqlx::PgPool, listen: Listen) -> Result<PgListen
                 .with_context(|| format!("LISTEN {SETTLED_CHANNEL}"))?;
         }
         if listen.workers {
-            register_worker(&mut listener).await?;
+            workers
+                .own
+                .store(register_worker(&mut listener).await?, Ordering::Relaxed);
         }
         anyhow::Ok(())
     }
@@ -491,12 +572,15 @@ async fn start_listening(pool: &sqlx::PgPool, listen: Listen) -> Result<PgListen
 /// Relays notifications into `signals` until the store closes. Losing the connection
 /// releases the worker registration, so it is taken again, until that succeeds,
 /// before anything else: a process that is not registered hears of no work.
-async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Signals>) {
+async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Signals>, outbox: Arc<Outbox>) {
     let mut registered = true;
     loop {
         if listen.workers && !registered {
             match register_worker(&mut listener).await {
-                Ok(()) => registered = true,
+                Ok(slot) => {
+                    outbox.workers.own.store(slot, Ordering::Relaxed);
+                    registered = true;
+                }
                 Err(error) => {
                     tracing::warn!(
                         error = format!("{error:#}"),
@@ -550,7 +634,7 @@ pub struct Listen {
 /// Slots are tried from a random one on, so processes starting together do not race
 /// for the same slots. A channel listened to before is kept: a wake-up chosen for it
 /// while the lock was being retaken still arrives.
-async fn register_worker(listener: &mut PgListener) -> Result<()> {
+async fn register_worker(listener: &mut PgListener) -> Result<i32> {
     let start = (uuid::Uuid::new_v4().as_u128() % MAX_WORKER_SLOTS as u128) as i32;
     for slot in (start..MAX_WORKER_SLOTS).chain(0..start) {
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
@@ -565,7 +649,7 @@ async fn register_worker(listener: &mut PgListener) -> Result<()> {
                 .listen(&channel)
                 .await
                 .with_context(|| format!("LISTEN {channel}"))?;
-            return Ok(());
+            return Ok(slot);
         }
     }
     anyhow::bail!("all {MAX_WORKER_SLOTS} worker slots are taken")

@@ -12,9 +12,10 @@
 //! that gives workers something to do (a new run, a decision, a run parked for a delay
 //! or a retry, released leases) wakes [`Signals::work`]; a run that stops (finished,
 //! or waiting on a human) wakes [`Signals::settled`]. They fire in this process after
-//! the change commits. On PostgreSQL the same wake crosses processes as a
-//! notification, sent after the commit, so that whoever hears it sees the change
-//! (see `postgres.rs` for where each goes and how they are batched).
+//! the change commits. On PostgreSQL the same wake (less the work of a parked run,
+//! which stays with the worker's own process) crosses processes as a notification,
+//! sent after the commit, so that whoever hears it sees the change (see `postgres.rs`
+//! for where each goes and how they are batched).
 
 use super::dialect::{Connection, Dialect, Query};
 use super::sql::SqlStore;

@@ -73,6 +73,7 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     pub(super) async fn close(&self) {
+        self.dialect.flush().await;
         self.pool.close().await;
     }
 }

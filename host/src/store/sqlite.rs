@@ -91,6 +91,8 @@ impl Dialect for Sqlite {
     statements_with!(SqliteConnection, arguments);
 
     fn announce(&self, _: &SqlitePool, _: Wake, _: Option<&str>) {}
+
+    async fn flush(&self) {}
 }
 
 fn arguments<'q>(args: &[Arg<'q>]) -> sqlx::Result<SqliteArguments<'q>> {
