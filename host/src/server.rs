@@ -30,6 +30,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     workers: Vec<WorkerHandle>,
+    store: Store,
 }
 
 impl RunningServer {
@@ -38,7 +39,11 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<()> {
         stop_workers(self.workers).await;
         let _ = self.shutdown.send(());
-        self.task.await.context("server task")?.context("serving HTTP")
+        let served = self.task.await.context("server task")?.context("serving HTTP");
+        // The word of the last changes (runs the workers handed back) goes out
+        // before the process does.
+        self.store.flush().await;
+        served
     }
 
     /// Serves until Ctrl-C or SIGTERM.
@@ -158,6 +163,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         shutdown,
         task,
         workers,
+        store: store.clone(),
     })
 }
 

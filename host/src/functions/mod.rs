@@ -190,12 +190,14 @@ impl Functions {
         let record = match self.records.fresh(&invocation.function_id) {
             Some(record) => record,
             None => {
-                // A record that cannot be read (deleted through another node) must
-                // not go on being served while its refresh keeps failing.
-                let record = self
-                    .get(&invocation.function_id)
-                    .await
-                    .inspect_err(|_| self.records.evict(&invocation.function_id))?;
+                // A function deleted through another node is not served while its
+                // refresh keeps failing; after another error the aged record stays
+                // for the grace period, sparing a struggling database the reads.
+                let record = self.get(&invocation.function_id).await.inspect_err(|error| {
+                    if matches!(error, FunctionsError::NotFound(_)) {
+                        self.records.evict(&invocation.function_id);
+                    }
+                })?;
                 self.records.insert(record.clone());
                 record
             }

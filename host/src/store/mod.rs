@@ -266,8 +266,14 @@ impl Store {
 
     /// Waits for in-flight queries and closes every connection. Clones of this store
     /// fail afterwards.
+    /// Closes the pool once the notifications of the last changes are sent.
     pub async fn close(&self) {
         dispatch!(self, b => b.close())
+    }
+
+    /// Waits, briefly, until the notifications of the last changes are sent.
+    pub async fn flush(&self) {
+        dispatch!(self, b => b.flush())
     }
 }
 

@@ -195,9 +195,12 @@ impl WorkerList {
         let own = self.own.load(Ordering::Relaxed);
         let others: Vec<i32> = slots.iter().copied().filter(|slot| *slot != own).collect();
         let count = count.min(others.len());
-        let first = self.turn.fetch_add(count, Ordering::Relaxed);
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let first = self.turn.fetch_add(count, Ordering::Relaxed) % others.len();
         Ok((0..count)
-            .map(|i| worker_channel(others[first.wrapping_add(i) % others.len()]))
+            .map(|i| worker_channel(others[(first + i) % others.len()]))
             .collect())
     }
 }
@@ -205,11 +208,8 @@ impl WorkerList {
 /// Sends what is pending, batch after batch, until nothing is. A batch that fails or
 /// takes longer than [`SEND_TIMEOUT`] is dropped with a warning: workers find the work
 /// by their idle poll, and waiters read their run again at their own interval.
-async fn send_pending(pool: sqlx::PgPool, outbox: Arc<Outbox>) {
-    let mut task = SendingTask {
-        outbox: &outbox,
-        finished: false,
-    };
+async fn send_pending(pool: sqlx::PgPool, mut task: SendingTask) {
+    let outbox = task.outbox.clone();
     loop {
         let batch = {
             let mut pending = lock(&outbox.pending);
@@ -237,12 +237,12 @@ async fn send_pending(pool: sqlx::PgPool, outbox: Arc<Outbox>) {
 
 /// The sending task: if it ends other than by finding nothing to send (it panicked,
 /// or its runtime shut down), the next change starts another.
-struct SendingTask<'a> {
-    outbox: &'a Outbox,
+struct SendingTask {
+    outbox: Arc<Outbox>,
     finished: bool,
 }
 
-impl Drop for SendingTask<'_> {
+impl Drop for SendingTask {
     fn drop(&mut self) {
         if !self.finished {
             lock(&self.outbox.pending).sending = false;
@@ -255,7 +255,10 @@ impl Outbox {
     /// process shutting down does not take the word of its last changes with it.
     async fn flush(&self) {
         let deadline = Instant::now() + SEND_TIMEOUT;
-        while lock(&self.pending).sending && Instant::now() < deadline {
+        while Instant::now() < deadline && {
+            let pending = lock(&self.pending);
+            pending.sending || !pending.batch.is_empty()
+        } {
             tokio::time::sleep(FLUSH_POLL).await;
         }
     }
@@ -351,7 +354,14 @@ impl Dialect for Postgres {
         let mut pending = lock(&self.outbox.pending);
         pending.batch.add(wake, run);
         if !std::mem::replace(&mut pending.sending, true) {
-            tokio::spawn(send_pending(pool.clone(), self.outbox.clone()));
+            // Made here, so that even a task dropped before it first runs clears
+            // `sending` for the next change to start another.
+            let task = SendingTask {
+                outbox: self.outbox.clone(),
+                finished: false,
+            };
+            drop(pending);
+            tokio::spawn(send_pending(pool.clone(), task));
         }
     }
 
@@ -604,6 +614,7 @@ async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Sig
             // The connection was lost and re-established.
             Ok(None) => {
                 registered = false;
+                outbox.workers.own.store(-1, Ordering::Relaxed);
                 signals.fire(Wake::ALL, None);
             }
             // The store was closed: this process is shutting down.
@@ -612,6 +623,7 @@ async fn relay(mut listener: PgListener, listen: Listen, signals: Arc<super::Sig
             Err(error) => {
                 tracing::warn!(error = %error, "run listener lost its connection; reconnecting");
                 registered = false;
+                outbox.workers.own.store(-1, Ordering::Relaxed);
                 tokio::time::sleep(RELISTEN_DELAY).await;
                 signals.fire(Wake::ALL, None);
             }

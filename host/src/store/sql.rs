@@ -72,6 +72,10 @@ impl<D: Dialect> SqlStore<D> {
         })
     }
 
+    pub(super) async fn flush(&self) {
+        self.dialect.flush().await;
+    }
+
     pub(super) async fn close(&self) {
         self.dialect.flush().await;
         self.pool.close().await;
