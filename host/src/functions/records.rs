@@ -39,7 +39,7 @@ impl Default for RecordCache {
 
 impl RecordCache {
     /// The record of `id` to invoke with, or `None`: read it and [`insert`] it (or
-    /// [`evict`] it if the read fails). A record read less than [`RECORD_TTL`] ago is
+    /// [`evict`] it if the function is gone). A record read less than [`RECORD_TTL`] ago is
     /// fresh. Once it is older, the first caller gets `None` and the others the aged
     /// record meanwhile, for up to [`REFRESH_GRACE`] more, so that the calls in flight
     /// when a hot function's record ages do not all read it at once.
