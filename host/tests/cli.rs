@@ -5,19 +5,15 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 
-fn examples_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip2/release");
-    assert!(
-        dir.join("echo.wasm").exists(),
-        "build the examples first: cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml"
-    );
-    dir
-}
+// The examples, built on first use (one copy of that logic, in the tests package).
+#[path = "../../tests/src/examples.rs"]
+#[allow(dead_code, reason = "these tests upload by path, not by bytes")]
+mod examples;
 
 /// A `trellis serve` child process, killed on drop.
 struct Serve {
@@ -49,7 +45,7 @@ fn serve_with_env(data_dir: &Path, stdout_file: &Path, env: &[(&str, &str)]) -> 
         ])
         .arg(data_dir)
         .arg("--examples-dir")
-        .arg(examples_dir())
+        .arg(examples::dir())
         .env_remove("DATABASE_URL")
         .env_remove("TRELLIS_API_TOKEN")
         .env_remove("SECRET_KEYS")
@@ -151,7 +147,7 @@ fn serve_with_examples_and_drive_it_from_the_cli() {
     assert!(ok, "{err}");
     assert_eq!(json(&out)["output"]["decision"], "approve");
 
-    let echo = examples_dir().join("echo.wasm");
+    let echo = examples::dir().join("echo.wasm");
     let echo = echo.to_str().expect("a UTF-8 path");
     let (ok, out, err) = cli_json(
         data.path(),
@@ -723,4 +719,202 @@ fn mcp_calls_its_own_api_directly_never_through_a_proxy() {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the proxy was contacted: {other:?}"),
     }
+}
+
+/// Every `sh` block under the README's `## Quickstart`, in order, as one script.
+fn quickstart(readme: &str) -> String {
+    let section = readme
+        .split("\n## ")
+        .find(|section| section.starts_with("Quickstart\n"))
+        .expect("the README has a `## Quickstart` section");
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in section.lines() {
+        match (in_block, line.trim_end()) {
+            (false, "```sh") => in_block = true,
+            (true, "```") => in_block = false,
+            (true, line) => {
+                script.push_str(line);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!in_block, "a Quickstart block is never closed");
+    script
+}
+
+/// The README's Quickstart, command for command, in a directory laid out like the
+/// repository root after its first command: the examples built, `trellis` in
+/// `target/release/` (here the binary under test), the server running with its data in
+/// `trellis-data/`. The only change is the server's address, which is this test's.
+/// The secret the Quickstart reads from a file never shows in what it prints, and it
+/// leaves nothing behind in the directory.
+#[test]
+fn the_readme_quickstart_runs_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let script = quickstart(&readme);
+    assert!(script.contains("127.0.0.1:8080"), "the Quickstart talks to the first command's server");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let link = |from: &Path, to: &str| {
+        let to = dir.path().join(to);
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("a directory");
+        std::os::unix::fs::symlink(from, to).expect("a symlink");
+    };
+    examples::dir();
+    link(&root.join("functions"), "functions");
+    link(&root.join("examples"), "examples");
+    link(&root.join("tests/fixtures"), "tests/fixtures");
+    link(Path::new(TRELLIS), "target/release/trellis");
+    let server = serve(&dir.path().join("trellis-data"), &logs.path().join("serve.out"));
+    let before = entries(dir.path());
+
+    let address = server.url.trim_start_matches("http://");
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c"])
+        .arg(script.replace("127.0.0.1:8080", address))
+        .current_dir(dir.path())
+        // The CLI's default address is the Quickstart's; here it is this server's.
+        .env("TRELLIS_URL", &server.url)
+        .env_remove("TRELLIS_API_TOKEN")
+        .env_remove("TRELLIS_DATA_DIR")
+        .output()
+        .expect("running bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Quickstart failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("********"), "the secret reads back masked:\n{stdout}");
+
+    // Whatever the Quickstart reads from tests/fixtures is secret: none of its lines
+    // may show.
+    let fixtures: Vec<&str> = script
+        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+        .filter(|word| word.starts_with("tests/fixtures/"))
+        .collect();
+    assert!(!fixtures.is_empty(), "the Quickstart reads its secret from a file");
+    for fixture in fixtures {
+        let secret = std::fs::read_to_string(root.join(fixture)).expect("the fixture");
+        for line in secret.lines().filter(|line| line.len() >= 16 && !line.starts_with("-----")) {
+            assert!(
+                !stdout.contains(line) && !stderr.contains(line),
+                "a line of {fixture} was printed"
+            );
+        }
+    }
+    assert_eq!(entries(dir.path()), before, "the Quickstart leaves no files behind");
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// The loopback endpoint that holds a step's call for as long as a test needs.
+#[path = "../../tests/src/gate.rs"]
+mod gate;
+
+/// On the server at `url`: the `fetch` example allowed to call `gate`, and a run of
+/// one step that calls it; the run's id.
+fn run_calling_the_gate(data_dir: &Path, url: &str, gate: &gate::Gate) -> String {
+    let fetch = examples::dir().join("fetch.wasm");
+    let steps = |args: &[&str]| {
+        let (ok, out, err) = cli_json(data_dir, url, args);
+        assert!(ok, "{args:?}: {err}");
+        json(&out)
+    };
+    steps(&["functions", "upload", "fetch", fetch.to_str().expect("a UTF-8 path")]);
+    steps(&["functions", "settings", "fetch", "--allowed-host", &gate.origin]);
+    let definition = serde_json::json!({ "name": "held", "steps": [
+        { "id": "call", "type": "compute", "functionId": "fetch", "params": { "url": gate.url } } ] });
+    let orchestration = steps(&["orchestrations", "create", &definition.to_string()]);
+    let run = steps(&["runs", "start", orchestration["id"].as_str().expect("an id")]);
+    run["id"].as_str().expect("a run id").to_owned()
+}
+
+/// The run once `trellis runs watch` saw it complete.
+fn finished_run(data_dir: &Path, url: &str, run: &str) -> Value {
+    let (ok, out, err) = cli(data_dir, url, &["runs", "watch", run]);
+    assert!(ok, "the run did not complete:\n{out}{err}");
+    let (ok, out, err) = cli_json(data_dir, url, &["runs", "get", run]);
+    assert!(ok, "{err}");
+    json(&out)
+}
+
+/// SIGTERM while a step is in its call: `trellis serve` gives the call its grace
+/// period, stops it, hands the run back and exits cleanly. Its leases are ten minutes
+/// long, so only a run that was handed back is taken up again at once by the next
+/// start, which then finishes it.
+#[test]
+fn sigterm_hands_runs_in_progress_back() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut gate = runtime.block_on(gate::Gate::start());
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let long_lease = [("TRELLIS_LEASE_MS", "600000")];
+    let mut server = serve_with_env(data.path(), &logs.path().join("first.out"), &long_lease);
+    let run = run_calling_the_gate(data.path(), &server.url, &gate);
+    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(terminated.success());
+    assert_eq!(
+        runtime.block_on(gate.next()),
+        gate::Event::HungUp,
+        "the call is stopped after the grace period"
+    );
+    let exited = server.child.wait().expect("waiting for serve");
+    assert!(exited.success(), "serve exits cleanly on SIGTERM: {exited}");
+
+    let server = serve_with_env(data.path(), &logs.path().join("second.out"), &long_lease);
+    assert_eq!(
+        runtime.block_on(gate.next()),
+        gate::Event::Arrived,
+        "the run handed back is taken up again at once"
+    );
+    gate.release();
+    let finished = finished_run(data.path(), &server.url, &run);
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert_eq!(finished["steps"][0]["attempts"], 2, "the stopped call, then the finished one");
+}
+
+/// A crash on SQLite: `trellis serve` killed with SIGKILL during a call leaves its run
+/// leased to a process that is gone. Started again, the server takes the run over once
+/// the lease expires and calls the step again, as its second attempt.
+#[test]
+fn after_a_crash_on_sqlite_the_next_start_takes_the_run_over() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut gate = runtime.block_on(gate::Gate::start());
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let short_lease = [("TRELLIS_LEASE_MS", "1000")];
+    let mut server = serve_with_env(data.path(), &logs.path().join("first.out"), &short_lease);
+    let run = run_calling_the_gate(data.path(), &server.url, &gate);
+    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);
+
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("waiting for serve");
+    assert_eq!(runtime.block_on(gate.next()), gate::Event::HungUp);
+
+    let server = serve_with_env(data.path(), &logs.path().join("second.out"), &short_lease);
+    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived, "taken over");
+    gate.release();
+    let finished = finished_run(data.path(), &server.url, &run);
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert_eq!(finished["steps"][0]["attempts"], 2, "the lost call, then the finished one");
+    assert_eq!(finished["steps"][0]["output"]["body"], "released");
 }

@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use trellis_client::Run;
+use trellis_client::{Run, SettingsPatch};
+use trellis_tests::gate::{Event, Gate};
 use trellis_tests::search::{assert_nowhere, database_bytes};
 use trellis_tests::{Backend, Options, TOKEN, TestServer, component, logs, on_both_backends};
 
@@ -23,12 +24,14 @@ on_both_backends!(
     rejections_fail_or_continue,
     retries_until_success_or_exhaustion,
     cancelling_a_waiting_run,
+    cancelling_a_running_run_stops_its_call,
     runs_keep_the_version_they_started_with,
     bad_requests_get_precise_errors,
     caps_stop_loops_and_oversized_outputs,
     without_workers_runs_wait_for_one,
     a_step_longer_than_the_lease_keeps_it,
     a_multi_line_secret_printed_line_by_line_is_masked,
+    every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -217,6 +220,9 @@ async fn the_announced_scenario_runs_end_to_end(backend: Backend) {
         &secrets,
         "the database",
     );
+    // The search means something only if the capture holds what this test caused:
+    // its own read of the run, logged at DEBUG.
+    logs::assert_captured(&["finished processing request", &format!("uri=/v1/runs/{run_id} ")]);
     assert_nowhere(&logs::captured(), &secrets, "the debug log");
 }
 
@@ -366,18 +372,21 @@ async fn delays_survive_a_restart(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stopped = server.stop().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let server = stopped
-        .start(Options::default())
-        .await
-        .unwrap_or_else(|(error, _)| panic!("restarting: {error:#}"));
+    // Back without workers, however long the restart took: the timer is still set and
+    // nothing went past it.
+    let server = server
+        .restart_with(Options {
+            workers: 0,
+            ..Options::default()
+        })
+        .await;
     let run = server.client.get_run(&run_id).await.unwrap();
     assert_eq!(
-        step(&run, "after").status,
-        "pending",
-        "the delay is not over yet after the restart"
+        (run.status.as_str(), step(&run, "pause").status.as_str(), step(&run, "after").status.as_str()),
+        ("running", "running", "pending"),
+        "the delay is kept across the restart: {run:#?}"
     );
+    let server = server.restart_with(Options::default()).await;
     let run = settled(&server, &run_id).await;
     assert_eq!(run.status, "completed", "{run:#?}");
     let pause = step(&run, "pause");
@@ -764,22 +773,104 @@ async fn without_workers_runs_wait_for_one(backend: Backend) {
     assert_eq!(step(&run, "work").output.as_ref().unwrap()["n"], 1);
 }
 
+/// A call longer than the lease keeps its run: the worker renews the lease while it
+/// calls, so the other worker never takes the step over. The call is held at a gate
+/// until the stored lease has been pushed a whole lease length past where it stood
+/// when the call began, so the call outlived its first lease.
 async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
+    let lease = Duration::from_secs(2);
     let options = Options {
-        lease: Duration::from_secs(1),
+        lease,
         workers: 2,
         ..Options::default()
     };
     let server = start_with(backend, options).await;
-    let run = run_to_end(
+    let mut gate = open_gate(&server).await;
+    let orchestration = create(
         &server,
-        json!([{ "id": "slow", "type": "compute", "functionId": "flaky", "params": { "sleepMs": 2500 } }]),
-        json!({}),
+        json!([{ "id": "slow", "type": "compute", "functionId": "fetch", "params": { "url": gate.url } }]),
     )
     .await;
+    let run_id = start_run(&server, &orchestration, json!({})).await;
+    assert_eq!(gate.next().await, Event::Arrived);
+
+    let store = server.store().await;
+    let held = || async {
+        let (run, _) = store.get_run(&run_id).await.unwrap().expect("the run");
+        (run.due_at.expect("a leased run is due"), run.lease_owner.expect("an owner"))
+    };
+    let (first_end, owner) = held().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (end, holder) = held().await;
+        assert_eq!(holder, owner, "the lease changed hands during the call");
+        if end >= first_end + lease {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease was never renewed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gate.release();
+    let run = settled(&server, &run_id).await;
     assert_eq!(run.status, "completed", "{run:#?}");
-    // Renewed every third of a second: no other worker took the step over.
-    assert_eq!(step(&run, "slow").attempts, 1);
+    let slow = step(&run, "slow");
+    assert_eq!(slow.output.as_ref().unwrap()["body"], "released");
+    assert_eq!(slow.attempts, 1, "no other worker took the step over");
+}
+
+/// Cancelling a run in the middle of a call stops the call: at its next lease renewal
+/// the worker finds the run gone from under it and drops the call, which closes the
+/// function's connection, and the call's result never lands.
+async fn cancelling_a_running_run_stops_its_call(backend: Backend) {
+    let options = Options {
+        lease: Duration::from_secs(1),
+        ..Options::default()
+    };
+    let server = start_with(backend, options).await;
+    let mut gate = open_gate(&server).await;
+    let orchestration = create(
+        &server,
+        json!([
+            { "id": "call", "type": "compute", "functionId": "fetch", "params": { "url": gate.url } },
+            { "id": "after", "type": "compute", "functionId": "echo" }
+        ]),
+    )
+    .await;
+    let run_id = start_run(&server, &orchestration, json!({})).await;
+    assert_eq!(gate.next().await, Event::Arrived);
+
+    let run = server.client.cancel_run(&run_id).await.expect("cancelling");
+    assert_eq!(run.status, "cancelled");
+    assert_eq!(step(&run, "call").status, "cancelled");
+    assert_eq!(step(&run, "after").status, "cancelled");
+    assert_eq!(gate.next().await, Event::HungUp, "the call is stopped");
+
+    gate.release();
+    let run = server.client.get_run(&run_id).await.unwrap();
+    assert_eq!(run.status, "cancelled");
+    let call = step(&run, "call");
+    assert_eq!((call.status.as_str(), call.attempts), ("cancelled", 1));
+    assert!(call.output.is_none(), "the stopped call left no output: {run:#?}");
+}
+
+/// A gate, and the `fetch` example allowed to call it.
+async fn open_gate(server: &TestServer) -> Gate {
+    let gate = Gate::start().await;
+    server
+        .client
+        .upload_function("fetch", component("fetch"))
+        .await
+        .expect("uploading fetch");
+    let patch = SettingsPatch {
+        allowed_hosts: Some(vec![gate.origin.clone()]),
+        ..Default::default()
+    };
+    server
+        .client
+        .update_function_settings("fetch", &patch)
+        .await
+        .expect("allowing the gate");
+    gate
 }
 
 async fn a_multi_line_secret_printed_line_by_line_is_masked(backend: Backend) {
@@ -812,5 +903,166 @@ async fn a_multi_line_secret_printed_line_by_line_is_masked(backend: Backend) {
     );
     let secrets: Vec<&str> = lines.iter().map(String::as_str).collect();
     assert_nowhere(&raw_run(&server, &run.id).await, &secrets, "the run record");
+    // The node logs each of the step's entries at DEBUG: its log line, and the
+    // masked lines where the key was printed. Without them the search proves nothing.
+    let key = format!("key={}/printer/", run.id);
+    logs::assert_captured(&["the quick brown fox", &key]);
+    logs::assert_captured(&["trellis::function: ********", &key]);
     assert_nowhere(&logs::captured(), &secrets, "the debug log");
+}
+
+/// What `leak-encoded` does with the secret below, in its order: each form by its
+/// name there, written out by hand. The secret holds what each encoder writes its own
+/// way: quotes, a backslash and a tab (JSON), a non-ASCII letter (ASCII-only JSON,
+/// UTF-8 percent-encoding), a space (`%20` or `+`), `/` (kept by Python's `quote`),
+/// `~*'!` (kept by some encoders and not others), `&=+@`.
+const SECRET_PREFIX: &str = "p@ss w/rd\"\\\t~*'!&=+é";
+const PREFIX_FORMS: [(&str, &str); 8] = [
+    ("raw", SECRET_PREFIX),
+    ("json", r#"p@ss w/rd\"\\\t~*'!&=+é"#),
+    ("jsonAscii", r#"p@ss w/rd\"\\\t~*'!&=+\u00e9"#),
+    ("percent", "p%40ss%20w%2Frd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
+    ("percentLower", "p%40ss%20w%2frd%22%5c%09~%2a%27%21%26%3d%2b%c3%a9"),
+    ("queryEscape", "p%40ss+w%2Frd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
+    ("uriComponent", "p%40ss%20w%2Frd%22%5C%09~*'!%26%3D%2B%C3%A9"),
+    ("pythonQuote", "p%40ss%20w/rd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
+];
+
+/// Every form of `secret` (made by [`secret`] from [`SECRET_PREFIX`]) that
+/// `leak-encoded` emits, by name: the hand-written ones, and base64 in both
+/// alphabets, padded and not, and inside a Basic credential.
+fn encodings(secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let tail = secret.strip_prefix(SECRET_PREFIX).expect("a secret made from the prefix");
+    let mut forms: Vec<(&str, String)> = PREFIX_FORMS
+        .iter()
+        .map(|(name, prefix)| (*name, format!("{prefix}{tail}")))
+        .collect();
+    forms.extend([
+        ("base64", STANDARD.encode(secret)),
+        ("base64NoPad", STANDARD_NO_PAD.encode(secret)),
+        ("base64Url", URL_SAFE.encode(secret)),
+        ("base64UrlNoPad", URL_SAFE_NO_PAD.encode(secret)),
+        ("basicAuth", format!("Basic {}", STANDARD.encode(format!("user:{secret}")))),
+    ]);
+    forms
+}
+
+async fn every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors(backend: Backend) {
+    let server = start(backend).await;
+    server
+        .client
+        .upload_function("leak-encoded", component("leak-encoded"))
+        .await
+        .expect("uploading leak-encoded");
+    // Called directly with a value of the same shape (not a secret: no encryptedParams),
+    // the fixture shows it writes exactly the forms searched for below.
+    let sample = secret(SECRET_PREFIX);
+    let direct = server
+        .client
+        .invoke_function("leak-encoded", &json!({ "secret": sample }))
+        .await
+        .expect("invoking leak-encoded");
+    for (name, form) in encodings(&sample) {
+        assert_eq!(direct.output[name], form.as_str(), "the fixture's {name} form");
+    }
+
+    let secret = secret(SECRET_PREFIX);
+    // A function's error code must look like one (lowercase, digits, `_`) to be kept.
+    let code = format!("leak_{}", uuid::Uuid::new_v4().simple());
+    let encrypted = json!({
+        "secret": { "value": secret, "encrypt": true },
+        "code": { "value": code, "encrypt": true }
+    });
+    let orchestration = create(
+        &server,
+        json!([
+            { "id": "output", "type": "compute", "functionId": "leak-encoded",
+              "encryptedParams": encrypted },
+            { "id": "error", "type": "compute", "functionId": "leak-encoded",
+              "params": { "fail": true }, "encryptedParams": encrypted }
+        ]),
+    )
+    .await;
+    let run_id = start_run(&server, &orchestration, json!({})).await;
+    let run = settled(&server, &run_id).await;
+    assert_eq!(run.status, "failed", "{run:#?}");
+    let forms = encodings(&secret);
+    // Where the Basic credential was, `user:`'s own base64 and the one or two
+    // characters that mix its bits with the secret's stay; the rest is masked.
+    let masked = |name: &str, shown: &str| match name {
+        "basicAuth" => shown.starts_with("Basic ") && shown.contains("********"),
+        _ => shown == "********",
+    };
+
+    // The output: every form masked where it stood.
+    let output = step(&run, "output").output.clone().expect("an output");
+    for (name, _) in &forms {
+        let shown = output[name].as_str().unwrap_or_default();
+        assert!(masked(name, shown), "output {name}: {shown}");
+    }
+    let all = output["all"].as_str().expect("all the forms in one text");
+    for (name, _) in forms.iter().filter(|(name, _)| *name != "basicAuth") {
+        assert!(all.contains(&format!("{name}=<********>")), "{all}");
+    }
+
+    // The logs of both steps: each form through the log import and on stdout.
+    for step_id in ["output", "error"] {
+        let logs: Vec<trellis_client::LogEntry> =
+            serde_json::from_value(step(&run, step_id).logs.clone().expect("logs")).expect("log entries");
+        for (name, _) in &forms {
+            let logged = logs
+                .iter()
+                .find(|e| e.source == trellis_client::LogSource::Log && e.message.starts_with(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("{step_id} logged no {name}: {logs:?}"));
+            assert!(masked(name, &logged.message[name.len() + 2..]), "{step_id}: {}", logged.message);
+            let printed = logs
+                .iter()
+                .find(|e| e.source == trellis_client::LogSource::Stdout && e.message.starts_with(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{step_id} printed no {name}: {logs:?}"));
+            assert!(masked(name, &printed.message[name.len() + 1..]), "{step_id}: {}", printed.message);
+        }
+    }
+
+    // The error: its message masked form by form; its code, which was the second
+    // secret, replaced as a whole (a code is one token: there is no rest to keep).
+    let error = step(&run, "error").error.clone().expect("an error");
+    assert_eq!(error["code"], "function_error", "{error}");
+    let message = error["message"].as_str().expect("a message");
+    assert!(message.starts_with("leaked raw=<********> json=<********> "), "{message}");
+    for (name, _) in forms.iter().filter(|(name, _)| *name != "basicAuth") {
+        assert!(message.contains(&format!("{name}=<********>")), "{message}");
+    }
+    let run_error = run.error.as_ref().expect("the run's error");
+    assert_eq!(run_error["code"], "step_failed");
+    assert!(
+        run_error["message"].as_str().unwrap().contains("leaked raw=<********>"),
+        "{run_error}"
+    );
+
+    // None of the forms, nor the code, anywhere.
+    let mut searched: Vec<&str> = forms.iter().map(|(_, form)| form.as_str()).collect();
+    searched.push(&code);
+    let record = raw_run(&server, &run_id).await;
+    assert!(record.contains("leaked raw=<********>"), "the record was searched: {record}");
+    assert_nowhere(&record, &searched, "the run record");
+    let listed = server
+        .http
+        .get(server.url(&format!("/v1/orchestrations/{orchestration}/runs")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("listing runs")
+        .text()
+        .await
+        .expect("body");
+    assert!(listed.contains(&run_id), "{listed}");
+    assert_nowhere(&listed, &searched, "the run list");
+    let stored = String::from_utf8_lossy(&database_bytes(server.database_url())).into_owned();
+    assert!(stored.contains("leaked raw=<********>"), "the stored run was searched");
+    assert_nowhere(&stored, &searched, "the database");
+    logs::assert_captured(&["raw: ********", &format!("key={run_id}/output/")]);
+    logs::assert_captured(&["raw: ********", &format!("key={run_id}/error/")]);
+    assert_nowhere(&logs::captured(), &searched, "the debug log");
 }

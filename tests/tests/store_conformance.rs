@@ -6,8 +6,11 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, ensure};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use trellis::store::{
-    FunctionSettings, OrchestrationRecord, PutOutcome, Store, StoredDefinition, UpdateOutcome,
+    CancelOutcome, DecideOutcome, Decision, FunctionSettings, OrchestrationRecord, PutOutcome,
+    RunRecord, RunStatus, StepRecord, StepStatus, Store, StoredDefinition, Transition,
+    UpdateOutcome,
 };
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
@@ -60,6 +63,14 @@ conformance!(
     list_orchestrations_is_ordered_by_creation,
     definitions_page_walks_every_version,
     replace_definition_swaps_only_the_expected_text,
+    a_new_run_is_claimed_once_and_leased,
+    transitions_are_fenced_on_the_lease_and_the_status,
+    an_expired_lease_is_taken_over_and_the_old_holder_is_refused,
+    concurrent_claims_never_share_a_run,
+    released_leases_are_due_at_once_and_only_the_workers_own,
+    a_waiting_approval_is_decided_once,
+    cancelling_ends_an_unfinished_run_once,
+    runs_list_newest_first_by_status,
 );
 
 /// Stands in for a SHA-256: the store trusts the caller's hash and only compares it.
@@ -655,5 +666,270 @@ async fn replace_definition_swaps_only_the_expected_text(store: Store, _url: &st
         .await?
         .context("v2")?;
     assert_eq!(v2.definition, definition("a2 again"));
+    Ok(())
+}
+
+// Runs: the engine's durable state. Times are fixed, never the clock, so what is due
+// is decided by the case alone.
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(seconds)
+}
+
+/// A new pending run of `orch-a`, due at second 0.
+fn new_run(id: &str, created: i64) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        orchestration_id: "orch-a".into(),
+        orchestration_version: 1,
+        status: RunStatus::Pending,
+        input: r#"{"n":1}"#.into(),
+        error: None,
+        current_step: None,
+        step_executions: 0,
+        due_at: Some(at(0)),
+        lease_owner: None,
+        created_at: at(created),
+        updated_at: at(created),
+    }
+}
+
+fn running_step(id: &str, attempts: i64) -> StepRecord {
+    StepRecord {
+        step_id: id.into(),
+        execution: 1,
+        status: StepStatus::Running,
+        attempts,
+        output: None,
+        error: None,
+        logs: None,
+        started_at: Some(at(1)),
+        finished_at: None,
+    }
+}
+
+/// The transition a worker writes when it starts step `s1` of a running run.
+fn start_step(owner: &str, due: i64) -> Transition {
+    Transition {
+        expected: RunStatus::Running,
+        status: RunStatus::Running,
+        current_step: Some("s1".into()),
+        step_executions: 1,
+        due_at: Some(at(due)),
+        lease_owner: Some(owner.into()),
+        error: None,
+        steps: vec![running_step("s1", 1)],
+    }
+}
+
+async fn run_of(store: &Store, id: &str) -> Result<(RunRecord, Vec<StepRecord>)> {
+    store.get_run(id).await?.with_context(|| format!("run {id} is stored"))
+}
+
+async fn a_new_run_is_claimed_once_and_leased(store: Store, _url: &str) -> Result<()> {
+    store.create_run(&new_run("run-1", 0)).await?;
+    assert_eq!(run_of(&store, "run-1").await?, (new_run("run-1", 0), Vec::new()));
+
+    let claim = store.claim_runs("a#1", 10, at(1), at(31)).await?;
+    assert_eq!(claim.runs.len(), 1);
+    let claimed = &claim.runs[0];
+    assert_eq!(claimed.previous_owner, None, "nobody held it before");
+    assert_eq!(claimed.run.status, RunStatus::Running, "a claimed pending run runs");
+    assert_eq!(claimed.run.lease_owner.as_deref(), Some("a#1"));
+    assert_eq!(claimed.run.due_at, Some(at(31)), "due again when the lease ends");
+    assert_eq!(run_of(&store, "run-1").await?.0, claimed.run);
+
+    let again = store.claim_runs("b#1", 10, at(2), at(32)).await?;
+    assert!(again.runs.is_empty(), "a leased run is nobody else's");
+    assert_eq!(again.next_due, Some(at(31)), "the lease's end is the next thing due");
+    Ok(())
+}
+
+async fn transitions_are_fenced_on_the_lease_and_the_status(store: Store, _url: &str) -> Result<()> {
+    store.create_run(&new_run("run-1", 0)).await?;
+    store.claim_runs("a#1", 10, at(1), at(31)).await?;
+    let before = run_of(&store, "run-1").await?;
+
+    assert!(!store.apply("run-1", "b#1", &start_step("b#1", 31)).await?, "not b's run");
+    let stale = Transition {
+        expected: RunStatus::Pending,
+        ..start_step("a#1", 31)
+    };
+    assert!(!store.apply("run-1", "a#1", &stale).await?, "not pending any more");
+    assert_eq!(run_of(&store, "run-1").await?, before, "refused writes change nothing");
+
+    assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
+    let (run, steps) = run_of(&store, "run-1").await?;
+    assert_eq!((run.current_step.as_deref(), run.step_executions), (Some("s1"), 1));
+    assert_eq!(steps, vec![running_step("s1", 1)]);
+
+    // The step succeeds and the run completes, releasing it.
+    let mut succeeded = running_step("s1", 1);
+    succeeded.status = StepStatus::Succeeded;
+    succeeded.output = Some(r#"{"ok":true}"#.into());
+    succeeded.finished_at = Some(at(2));
+    let done = Transition {
+        expected: RunStatus::Running,
+        status: RunStatus::Completed,
+        current_step: None,
+        step_executions: 1,
+        due_at: None,
+        lease_owner: None,
+        error: None,
+        steps: vec![succeeded.clone()],
+    };
+    assert!(store.apply("run-1", "a#1", &done).await?);
+    let (run, steps) = run_of(&store, "run-1").await?;
+    assert_eq!((run.status, run.due_at, run.lease_owner), (RunStatus::Completed, None, None));
+    assert_eq!(steps, vec![succeeded]);
+    assert!(!store.apply("run-1", "a#1", &done).await?, "a released run takes no more writes");
+    assert!(store.claim_runs("c#1", 10, at(100), at(130)).await?.runs.is_empty());
+    Ok(())
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_holder_is_refused(store: Store, _url: &str) -> Result<()> {
+    store.create_run(&new_run("run-1", 0)).await?;
+    store.claim_runs("a#1", 10, at(1), at(31)).await?;
+    assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
+    assert!(store.renew_lease("run-1", "a#1", at(41)).await?, "the holder renews");
+    assert!(store.claim_runs("b#1", 10, at(40), at(70)).await?.runs.is_empty(), "not yet expired");
+
+    let claim = store.claim_runs("b#1", 10, at(41), at(71)).await?;
+    assert_eq!(claim.runs.len(), 1, "expired at second 41");
+    let taken = &claim.runs[0];
+    assert_eq!(taken.previous_owner.as_deref(), Some("a#1"));
+    assert_eq!(taken.run.status, RunStatus::Running);
+    assert_eq!(taken.steps, vec![running_step("s1", 1)], "with the step records as they were");
+
+    assert!(!store.renew_lease("run-1", "a#1", at(80)).await?, "a's lease is gone");
+    assert!(!store.apply("run-1", "a#1", &start_step("a#1", 80)).await?);
+    assert_eq!(run_of(&store, "run-1").await?.0.lease_owner.as_deref(), Some("b#1"));
+    Ok(())
+}
+
+async fn concurrent_claims_never_share_a_run(store: Store, _url: &str) -> Result<()> {
+    for n in 0..40 {
+        store.create_run(&new_run(&format!("run-{n:02}"), n)).await?;
+    }
+    let claims: Vec<_> = (0..4)
+        .map(|worker| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_runs(&format!("w{worker}#1"), 15, at(50), at(80)).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claim in claims {
+        for run in claim.await??.runs {
+            let stored = run_of(&store, &run.run.id).await?.0;
+            assert_eq!(stored.lease_owner, run.run.lease_owner, "the claim that says so holds it");
+            claimed.push(run.run.id);
+        }
+    }
+    let distinct: BTreeSet<_> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "no run was claimed twice");
+    assert_eq!(claimed.len(), 40, "and together they took every due run");
+    Ok(())
+}
+
+async fn released_leases_are_due_at_once_and_only_the_workers_own(store: Store, _url: &str) -> Result<()> {
+    for (n, owner) in ["w-1#1", "w-1#2", "w-10#1"].iter().enumerate() {
+        let id = format!("run-{n}");
+        store.create_run(&new_run(&id, n as i64)).await?;
+        assert_eq!(store.claim_runs(owner, 1, at(1), at(31)).await?.runs[0].run.id, id);
+    }
+    assert_eq!(store.release_leases("w-1#", at(5)).await?, 2);
+    for id in ["run-0", "run-1"] {
+        let run = run_of(&store, id).await?.0;
+        assert_eq!((run.lease_owner, run.due_at), (None, Some(at(5))), "{id} is due at once");
+    }
+    let kept = run_of(&store, "run-2").await?.0;
+    assert_eq!(kept.lease_owner.as_deref(), Some("w-10#1"), "another worker's prefix");
+    let claim = store.claim_runs("x#1", 10, at(5), at(35)).await?;
+    assert_eq!(claim.runs.len(), 2, "handed back, taken up at once");
+    assert!(claim.runs.iter().all(|run| run.previous_owner.is_none()), "no takeover: given back");
+    Ok(())
+}
+
+async fn a_waiting_approval_is_decided_once(store: Store, _url: &str) -> Result<()> {
+    store.create_run(&new_run("run-1", 0)).await?;
+    store.claim_runs("a#1", 10, at(1), at(31)).await?;
+    let mut waiting = running_step("gate", 0);
+    waiting.status = StepStatus::Waiting;
+    let wait = Transition {
+        status: RunStatus::Waiting,
+        current_step: Some("gate".into()),
+        due_at: None,
+        lease_owner: None,
+        steps: vec![waiting],
+        ..start_step("a#1", 0)
+    };
+    assert!(store.apply("run-1", "a#1", &wait).await?);
+
+    let decision = |step: &str| Decision {
+        step_id: step.into(),
+        step_status: StepStatus::Succeeded,
+        output: r#"{"approved":true,"decidedBy":"admin"}"#.into(),
+        run_status: RunStatus::Running,
+        run_error: None,
+    };
+    assert_eq!(
+        store.decide("run-1", &decision("other"), at(2)).await?,
+        DecideOutcome::NotWaiting { status: RunStatus::Waiting },
+        "not the step it waits on"
+    );
+    assert_eq!(store.decide("run-1", &decision("gate"), at(3)).await?, DecideOutcome::Decided);
+    let (run, steps) = run_of(&store, "run-1").await?;
+    assert_eq!((run.status, run.due_at, run.lease_owner), (RunStatus::Running, Some(at(3)), None));
+    assert_eq!(steps[0].status, StepStatus::Succeeded);
+    assert_eq!(steps[0].output, decision("gate").output.into());
+    assert_eq!(
+        store.decide("run-1", &decision("gate"), at(4)).await?,
+        DecideOutcome::NotWaiting { status: RunStatus::Running },
+        "decided already"
+    );
+    assert_eq!(store.decide("nope", &decision("gate"), at(4)).await?, DecideOutcome::NotFound);
+    Ok(())
+}
+
+async fn cancelling_ends_an_unfinished_run_once(store: Store, _url: &str) -> Result<()> {
+    store.create_run(&new_run("run-1", 0)).await?;
+    store.claim_runs("a#1", 10, at(1), at(31)).await?;
+    assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
+    let error = r#"{"code":"cancelled","message":"cancelled by a caller"}"#;
+    assert_eq!(store.cancel_run("run-1", error, at(2)).await?, CancelOutcome::Cancelled);
+    let (run, steps) = run_of(&store, "run-1").await?;
+    assert_eq!(
+        (run.status, run.due_at, run.lease_owner, run.error.as_deref()),
+        (RunStatus::Cancelled, None, None, Some(error))
+    );
+    assert_eq!(steps[0].status, StepStatus::Cancelled, "its running step with it");
+    assert!(!store.apply("run-1", "a#1", &start_step("a#1", 40)).await?, "the worker is fenced out");
+    assert_eq!(
+        store.cancel_run("run-1", error, at(3)).await?,
+        CancelOutcome::Finished(RunStatus::Cancelled)
+    );
+    assert_eq!(store.cancel_run("nope", error, at(3)).await?, CancelOutcome::NotFound);
+    Ok(())
+}
+
+async fn runs_list_newest_first_by_status(store: Store, _url: &str) -> Result<()> {
+    for n in 0..5 {
+        store.create_run(&new_run(&format!("run-{n}"), n)).await?;
+    }
+    let mut other = new_run("elsewhere", 9);
+    other.orchestration_id = "orch-b".into();
+    store.create_run(&other).await?;
+    store.cancel_run("run-3", "{}", at(10)).await?;
+
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|run| run.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_runs("orch-a", None, 100).await?),
+        ["run-4", "run-3", "run-2", "run-1", "run-0"]
+    );
+    assert_eq!(ids(store.list_runs("orch-a", None, 2).await?), ["run-4", "run-3"]);
+    assert_eq!(ids(store.list_runs("orch-a", Some(RunStatus::Cancelled), 100).await?), ["run-3"]);
+    assert_eq!(ids(store.list_runs("orch-a", Some(RunStatus::Pending), 2).await?), ["run-4", "run-2"]);
+    assert!(store.list_runs("orch-c", None, 100).await?.is_empty());
+    ensure!(store.get_run("nope").await?.is_none(), "an unknown run is absent");
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 use trellis_tests::tools::{npm_package, run_to_success};
-use trellis_tests::{Backend, FUNCTIONS_DIR, TOKEN, TestServer, on_both_backends};
+use trellis_tests::{Backend, TOKEN, TestServer, examples, on_both_backends};
 
 async fn the_sdk_suite_passes(backend: Backend) {
     let sdk = npm_package("sdk/typescript");
@@ -14,7 +14,7 @@ async fn the_sdk_suite_passes(backend: Backend) {
         .current_dir(&sdk)
         .env("TRELLIS_URL", &server.base_url)
         .env("TRELLIS_API_TOKEN", TOKEN)
-        .env("TRELLIS_FUNCTIONS_DIR", FUNCTIONS_DIR);
+        .env("TRELLIS_FUNCTIONS_DIR", examples::dir());
     let output = tokio::task::spawn_blocking(move || run_to_success(npm, "npm test in sdk/typescript"))
         .await
         .expect("npm test");
