@@ -39,7 +39,7 @@ impl StoreArgs {
     }
 }
 
-/// Where the keyring for `encryptedParams` comes from (ARCHITECTURE.md §4).
+/// Where the keyring for `encryptedParams` comes from (docs/architecture.md#secrets).
 /// The argument structs here deliberately have no `Debug`: they hold the keyring,
 /// the token and the database URL as given.
 #[derive(Clone, Args)]

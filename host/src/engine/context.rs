@@ -4,8 +4,9 @@
 //! `steps.evaluate.status`, `context.runId`. Array elements are numeric segments
 //! (`input.items.0`) or, equivalently, brackets (`input.items[0]`, `input.m[1][2]`).
 //! Surrounding whitespace is trimmed. The addressable roots are exactly those of
-//! ARCHITECTURE.md §6: `input` and anything under it, `steps.<id>.output` and anything
-//! under it, `steps.<id>.status`, `context.orchestrationId` and `context.runId`.
+//! docs/architecture.md#orchestration-model: `input` and anything under it,
+//! `steps.<id>.output` and anything under it, `steps.<id>.status`,
+//! `context.orchestrationId` and `context.runId`.
 //! Anything else (an unknown root, `steps.<id>` alone, a missing key, an index past
 //! the end, malformed syntax) is `None`.
 

@@ -1,7 +1,7 @@
-//! Decision steps (ARCHITECTURE.md §6): cases in order, the conditions of a case
-//! ANDed, the first matching case wins, else `defaultNextStepId`.
+//! Decision steps (docs/architecture.md#orchestration-model): cases in order, the
+//! conditions of a case ANDed, the first matching case wins, else `defaultNextStepId`.
 //!
-//! Operator semantics, where the architecture leaves them open:
+//! Operator semantics (docs/orchestrations.md#decision states them for users):
 //!
 //! - **Equality** (`eq`, `neq`, `in`, `notIn`) is JSON equality in which numbers compare
 //!   by value, so `1` equals `1.0`, also inside arrays and objects.

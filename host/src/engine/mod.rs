@@ -1,5 +1,5 @@
-//! The engine executes orchestration runs (ARCHITECTURE.md §6); the runs service
-//! ([`crate::runs`]) starts, reads and decides them.
+//! The engine executes orchestration runs (docs/architecture.md#how-a-run-travels);
+//! the runs service ([`crate::runs`]) starts, reads and decides them.
 //!
 //! - [`worker`]: claims due runs and drives them; [`plan`] is its state machine,
 //!   [`compute`] one function call with its secrets.

@@ -1,5 +1,6 @@
-//! `{{ path }}` templates in a compute step's `params` (ARCHITECTURE.md §6), resolved
-//! against the [`RunContext`] just before the step runs.
+//! `{{ path }}` templates in a compute step's `params`
+//! (docs/architecture.md#orchestration-model), resolved against the [`RunContext`] just
+//! before the step runs.
 //!
 //! - A string that is exactly `"{{ path }}"` (spaces inside the braces optional) becomes
 //!   the JSON value at that path, keeping its type: object, array, number, bool, null.

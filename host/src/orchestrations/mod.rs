@@ -1,7 +1,7 @@
 //! Orchestrations as a capability: create, read, update, delete definitions with
-//! step-scoped `encryptedParams` (ARCHITECTURE.md §4), sealed and masked by the rules
-//! in [`crate::secrets::params`]. The REST API (and through it MCP and the CLI) goes
-//! through here; below it is the store.
+//! step-scoped `encryptedParams` (docs/architecture.md#secrets), sealed and masked by
+//! the rules in [`crate::secrets::params`]. The REST API, and through it the MCP tools
+//! and the CLI, goes through here; below it is the store.
 //!
 //! - [`body`]: a definition out of a request body, with errors naming step and field.
 //! - [`model`]: the definition as sent, stored and read back.
@@ -78,9 +78,10 @@ impl Orchestrations {
             .collect()
     }
 
-    /// Full replace under the rules of §4: new secrets are sealed, `encrypted: true`
-    /// entries keep the stored blob of the same step and name, omitted ones go. With
-    /// `read_version`, the update is refused unless that version is still current.
+    /// Full replace under the save rules (docs/secrets.md#updating): new secrets are
+    /// sealed, `encrypted: true` entries keep the stored blob of the same step and
+    /// name, omitted ones go. With `read_version`, the update is refused unless that
+    /// version is still current.
     pub async fn update(
         &self,
         id: &str,

@@ -9,7 +9,8 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 4000;
 /// Enough for any workflow a person can still reason about; bounds validation cost.
 const MAX_STEPS: usize = 256;
-/// Each `params` value and each `encryptedParams` value (§4: 64 KiB a value).
+/// Each `params` value and each `encryptedParams` value: 64 KiB a value
+/// (docs/orchestrations.md#saving).
 pub const MAX_VALUE_BYTES: usize = 64 << 10;
 /// Same bound as a function's own `timeoutMs`.
 const MAX_COMPUTE_TIMEOUT_MS: u32 = crate::functions::MAX_TIMEOUT_MS;

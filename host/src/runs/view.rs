@@ -1,8 +1,8 @@
-//! Runs as the API shows them (ARCHITECTURE.md §5). Every step of the definition is
-//! listed in order: those the run entered with their record, the others `pending`
-//! while the run goes on, `skipped` once it ended without them (a branch not taken),
-//! or `cancelled` with the run. Stored JSON (input, outputs, errors, logs) is passed
-//! through as stored; it was redacted before it was stored.
+//! Runs as the API shows them (docs/architecture.md#api-contract). Every step of the
+//! definition is listed in order: those the run entered with their record, the others
+//! `pending` while the run goes on, `skipped` once it ended without them (a branch not
+//! taken), or `cancelled` with the run. Stored JSON (input, outputs, errors, logs) is
+//! passed through as stored; it was redacted before it was stored.
 
 use crate::orchestrations::model::Definition;
 use crate::store::{RunRecord, RunStatus, StepRecord, StepStatus};

@@ -1,4 +1,5 @@
-//! The keyring: versioned AES-256 keys from `SECRET_KEYS` (ARCHITECTURE.md §4).
+//! The keyring: versioned AES-256 keys from `SECRET_KEYS`
+//! (docs/architecture.md#secrets).
 //!
 //! ```json
 //! { "currentKeyVersion": 2, "keys": { "1": "<base64 of 32 bytes>", "2": "<base64 of 32 bytes>" } }

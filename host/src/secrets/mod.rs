@@ -1,5 +1,5 @@
 //! Secrets: everything that touches `encryptedParams` key material or plaintext
-//! (ARCHITECTURE.md §4).
+//! (docs/architecture.md#secrets).
 //!
 //! - [`keyring`]: the versioned AES-256 keys from `SECRET_KEYS`, validated at start;
 //!   generating a new key or a first keyring.

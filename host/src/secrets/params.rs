@@ -1,7 +1,8 @@
-//! The sealing rules: the `encryptedParams` rules of ARCHITECTURE.md §4, turning
-//! what a client sends into what is stored (encrypting new secrets, keeping stored
-//! ones, refusing blobs), and what is stored into what anyone reads (masked). The
-//! orchestrations service applies them on every save and every read.
+//! The sealing rules: the `encryptedParams` rules of docs/architecture.md#secrets
+//! (listed one by one in docs/secrets.md#updating), turning what a client sends into
+//! what is stored (encrypting new secrets, keeping stored ones, refusing blobs), and
+//! what is stored into what anyone reads (masked). The orchestrations service applies
+//! them on every save and every read.
 
 use super::{Binding, Keyring, MASK, seal};
 use crate::orchestrations::model::{Definition, ParamEntry, Step};

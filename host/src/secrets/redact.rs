@@ -1,5 +1,5 @@
 //! Replacing decrypted values that a function echoes (in its output, logs or error)
-//! with `********` before anything is stored or returned (ARCHITECTURE.md §4).
+//! with `********` before anything is stored or returned (docs/architecture.md#secrets).
 //!
 //! This guards against accidental echo: a function that prints its input, an HTTP
 //! client that logs an `Authorization` header, an error that quotes a request. It is

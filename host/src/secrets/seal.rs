@@ -1,6 +1,6 @@
 //! Sealing one parameter value: AES-256-GCM with a fresh random 96-bit IV per call
 //! and a 128-bit tag, stored as `iv:ciphertext:tag` (each standard base64), with
-//! associated data that binds the blob to where it lives (ARCHITECTURE.md §4).
+//! associated data that binds the blob to where it lives (docs/architecture.md#secrets).
 //!
 //! Random IVs are safe up to about 2^32 encryptions under one key (NIST SP 800-38D
 //! §8.3); a deployment that saves anywhere near that many values rotates keys long

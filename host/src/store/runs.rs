@@ -1,8 +1,9 @@
-//! Runs and their step records (ARCHITECTURE.md §5, §6): the durable state of the
-//! engine. Every method is one transaction. Worker writes are fenced on the lease
-//! owner, so a worker that lost its run (lease expired, run cancelled or decided
-//! meanwhile) writes nothing; API writes (approve, reject, cancel) are conditional on
-//! the run's status, so they and workers never overwrite each other.
+//! Runs and their step records (docs/architecture.md#storage and
+//! docs/architecture.md#how-a-run-travels): the durable state of the engine. Every
+//! method is one transaction. Worker writes are fenced on the lease owner, so a worker
+//! that lost its run (lease expired, run cancelled or decided meanwhile) writes
+//! nothing; API writes (approve, reject, cancel) are conditional on the run's status,
+//! so they and workers never overwrite each other.
 //!
 //! The statements are written once here; claiming runs and applying a worker's
 //! transition differ enough between the databases to be written per backend
