@@ -44,3 +44,20 @@ pub fn capture() {
 pub fn captured() -> String {
     String::from_utf8_lossy(&buffer().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
+
+/// Asserts that the capture holds a line with every one of `parts`: a line the
+/// calling test is known to have caused at DEBUG (a function's own log line with its
+/// step's idempotency key, a request's `finished processing request`). A search of
+/// the capture for a secret proves nothing unless this holds first: an empty or
+/// broken capture fails here instead of passing the search.
+pub fn assert_captured(parts: &[&str]) {
+    let captured = captured();
+    assert!(
+        captured
+            .lines()
+            .any(|line| parts.iter().all(|part| line.contains(part))),
+        "the debug log holds no line with all of {parts:?}: the capture is not working \
+         ({} bytes captured)",
+        captured.len()
+    );
+}

@@ -22,6 +22,7 @@ on_both_backends!(
     definitions_are_validated,
     the_rust_client_keeps_secrets_masked,
     rewrap_walks_every_page,
+    rewrap_reports_what_it_cannot_open_and_writes_none_of_it,
 );
 
 const MASKED: &str = "********";
@@ -708,4 +709,136 @@ async fn rewrap_walks_every_page(backend: Backend) {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let counts = rotation.count_by_version().await.expect("status");
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 410)]);
+}
+
+/// Rewrites the stored `GITHUB_PRIVATE_KEY` entry of orchestration `id`'s version 1
+/// with `change`, as damage in the database would; returns the row's new text.
+async fn tamper(server: &TestServer, id: &str, change: impl FnOnce(&mut Value)) -> String {
+    let store = server.store().await;
+    let before = store
+        .get_orchestration(id)
+        .await
+        .expect("read")
+        .expect("exists")
+        .definition;
+    let mut definition: Value = serde_json::from_str(&before).expect("JSON");
+    change(&mut definition["steps"][2]["encryptedParams"]["GITHUB_PRIVATE_KEY"]);
+    let after = definition.to_string();
+    assert!(
+        store
+            .replace_definition(id, 1, &before, &after)
+            .await
+            .expect("tamper")
+    );
+    after
+}
+
+async fn rewrap_reports_what_it_cannot_open_and_writes_none_of_it(backend: Backend) {
+    let server = start(backend).await;
+    let (key, app) = (secret("good-key"), secret("good-app"));
+    let good = create(&server, &key, &app).await;
+    let mut secrets = vec![key.clone(), app.clone()];
+    let mut broken = Vec::new();
+    for label in ["missing", "altered", "garbled"] {
+        let (key, app) = (secret(&format!("{label}-key")), secret(&format!("{label}-app")));
+        broken.push(create(&server, &key, &app).await);
+        secrets.extend([key, app]);
+    }
+    // Each breaks GITHUB_PRIVATE_KEY, which rewrap reaches after GITHUB_APP_ID
+    // (params go in name order): the definition's first param is rewrapped in memory
+    // before the failure, and must not be written either.
+    let mut blobs = Vec::new();
+    let mut rows = Vec::new();
+    for (id, change) in [
+        // A key version the keyring does not hold.
+        (
+            &broken[0],
+            (|entry: &mut Value| entry["keyVersion"] = json!(7)) as fn(&mut Value),
+        ),
+        // One ciphertext character changed: still base64, no longer authentic.
+        (&broken[1], |entry: &mut Value| {
+            let blob = entry["value"].as_str().expect("a blob").to_owned();
+            let (iv, rest) = blob.split_once(':').expect("iv:ciphertext:tag");
+            let flipped = if rest.starts_with('A') { 'B' } else { 'A' };
+            entry["value"] = json!(format!("{iv}:{flipped}{}", &rest[1..]));
+        }),
+        // Not a blob at all.
+        (&broken[2], |entry: &mut Value| {
+            entry["value"] = json!("not-a-blob")
+        }),
+    ] {
+        rows.push(tamper(&server, id, change).await);
+        blobs.push(stored_blob(&server, id, "GITHUB_PRIVATE_KEY").await.0);
+    }
+
+    // `trellis keys rewrap` with key 2 now current, while the server runs on key 1.
+    let rotated = std::sync::Arc::new(
+        trellis::secrets::Keyring::from_json(&keyring_json(2, &[1, 2])).expect("a keyring"),
+    );
+    let rotation = Rotation::connect(server.database_url(), rotated.clone())
+        .await
+        .expect("opening the database");
+    let report = rotation.rewrap_all().await.expect("rewrap runs to the end");
+    assert_eq!(
+        (report.definitions, report.params),
+        (1, 2),
+        "the intact orchestration moved: {report:?}"
+    );
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    for (id, why) in [
+        (&broken[0], "key version 7 is not in the keyring"),
+        (&broken[1], "does not authenticate"),
+        (&broken[2], "is not an encrypted blob"),
+    ] {
+        let failure = report
+            .failures
+            .iter()
+            .find(|failure| failure.contains(&format!("orchestration {id} ")))
+            .unwrap_or_else(|| panic!("no failure names {id}: {:?}", report.failures));
+        assert!(
+            failure.contains("step `provision-repo` param `GITHUB_PRIVATE_KEY`") && failure.contains(why),
+            "{failure}"
+        );
+    }
+    let mut hidden: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    hidden.extend(blobs.iter().map(String::as_str));
+    assert_nowhere(&report.failures.join("\n"), &hidden, "a rewrap failure");
+
+    // Every row that failed is byte for byte what it was; the intact one moved whole
+    // and opens under key 2.
+    let store = server.store().await;
+    for (id, row) in broken.iter().zip(&rows) {
+        let now = store
+            .get_orchestration_version(id, 1)
+            .await
+            .expect("read")
+            .expect("exists")
+            .definition;
+        assert_eq!(&now, row, "orchestration {id} was written");
+    }
+    for (param, value) in [("GITHUB_APP_ID", &app), ("GITHUB_PRIVATE_KEY", &key)] {
+        let (blob, version) = stored_blob(&server, &good, param).await;
+        assert_eq!(version, 2, "{param}");
+        let binding = trellis::secrets::Binding {
+            orchestration_id: &good,
+            step_id: "provision-repo",
+            param,
+        };
+        let opened = trellis::secrets::open(&rotated, &binding, 2, &blob).expect("opens under key 2");
+        assert_eq!(opened.expose(), value.as_str());
+    }
+    let counts = rotation.count_by_version().await.expect("status");
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [(1, 5), (2, 2), (7, 1)],
+        "what `trellis keys status` shows: key 1 still in use"
+    );
+
+    // Run again, it finds the same three and moves nothing.
+    let again = rotation.rewrap_all().await.expect("rewrap again");
+    assert_eq!((again.definitions, again.params), (0, 0));
+    let (mut first, mut second) = (report.failures.clone(), again.failures.clone());
+    first.sort();
+    second.sort();
+    assert_eq!(first, second);
 }

@@ -2,7 +2,8 @@
 //! HTTP servers on loopback: the allowlist (scheme, host and port; internal addresses
 //! only when named literally; `localhost` never), redirects handed back unfollowed,
 //! the per-invocation request cap, the deadline over a slow server, the `Host`
-//! header on the wire, and bodies sent with `Content-Length` rather than chunked.
+//! header on the wire, bodies sent with `Content-Length` rather than chunked, URLs
+//! that only a lenient parser reads as a listed address, and the response body cap.
 
 // In a test a panic is the failure report; the assertion messages carry the context.
 #![allow(clippy::unwrap_used)]
@@ -23,6 +24,8 @@ on_both_backends!(
     an_invocation_may_send_at_most_32_requests,
     a_slow_server_is_cut_at_the_deadline,
     a_json_body_reaches_a_server_that_refuses_chunked_requests,
+    shorthand_hosts_port_zero_and_user_info_are_refused_and_the_function_still_works,
+    a_response_body_over_10_mib_fails_the_request,
 );
 
 /// A one-route HTTP/1.1 server that answers every request alike, after `delay`, and
@@ -322,5 +325,90 @@ async fn a_json_body_reaches_a_server_that_refuses_chunked_requests(backend: Bac
     assert!(
         !head.contains("content-length") && !head.contains("transfer-encoding"),
         "{head}"
+    );
+}
+
+async fn shorthand_hosts_port_zero_and_user_info_are_refused_and_the_function_still_works(backend: Backend) {
+    let upstream = Upstream::start(200, &[], "hello", Duration::ZERO).await;
+    let port = upstream.port;
+    let origin = format!("http://127.0.0.1:{port}");
+    let server = start(backend, std::slice::from_ref(&origin), None).await;
+    // Each names the listed 127.0.0.1 to a lenient resolver, or the system's choice
+    // of port; the host refuses them before any lookup or connection.
+    for authority in [
+        format!("127.1:{port}"),
+        format!("2130706433:{port}"),
+        format!("0x7f.1:{port}"),
+        "127.0.0.1:0".to_owned(),
+    ] {
+        let error = fetch(&server, json!({ "url": format!("http://{authority}/") }))
+            .await
+            .unwrap_err();
+        assert_eq!(error["code"], "http_error", "{authority}: {error}");
+        // What the guest SDK says when `wasi:http` answers `HTTP-request-denied`.
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused by the function's allowedHosts"),
+            "{authority}: {error}"
+        );
+        let logs = logs_text(&error);
+        assert!(
+            logs.contains("no user info, no numeric shorthand"),
+            "{authority}: {logs}"
+        );
+    }
+    // User info is refused in the guest SDK already, before the host sees it (the host
+    // refuses it too: see runtime::http's unit tests); the password is not repeated.
+    let error = fetch(
+        &server,
+        json!({ "url": format!("http://admin:hunter2-{port}@127.0.0.1:{port}/") }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error["code"], "http_error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("the URL has user info"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    assert!(upstream.requests().is_empty(), "nothing reached the server");
+
+    // The function, the server and the listed address still work.
+    let output = fetch(&server, json!({ "url": format!("{origin}/") }))
+        .await
+        .unwrap();
+    assert_eq!(
+        (output["status"].clone(), output["body"].clone()),
+        (json!(200), json!("hello"))
+    );
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+async fn a_response_body_over_10_mib_fails_the_request(backend: Backend) {
+    const CAP: usize = 10 << 20;
+    let at_cap = Upstream::start(200, &[], &"x".repeat(CAP), Duration::ZERO).await;
+    let over = Upstream::start(200, &[], &"x".repeat(CAP + 1), Duration::ZERO).await;
+    let origins = [at_cap.port, over.port].map(|port| format!("http://127.0.0.1:{port}"));
+    let server = start(backend, &origins, None).await;
+    // At the cap the body is read whole; the function then fails only because it
+    // returns all 10 MiB, more than an output may hold.
+    let error = fetch(&server, json!({ "url": format!("{}/", origins[0]) }))
+        .await
+        .unwrap_err();
+    assert_eq!(error["code"], "function_output_too_large", "{error}");
+    // One byte over, reading it fails.
+    let error = fetch(&server, json!({ "url": format!("{}/", origins[1]) }))
+        .await
+        .unwrap_err();
+    assert_eq!(error["code"], "http_error", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("reading the response: HTTP response body size exceeds limit"),
+        "{message}"
     );
 }

@@ -528,3 +528,1068 @@ fn backoff(retry: Option<&crate::orchestrations::model::Retry>, attempts_made: i
 fn millis(ms: u64) -> TimeDelta {
     TimeDelta::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1000))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrations::{body, step_ids, validate};
+
+    const OWNER: &str = "node-a#1";
+    const LEASE: TimeDelta = TimeDelta::seconds(30);
+
+    /// The tests' clock: `ms` milliseconds after a fixed instant.
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_268_800, 0).unwrap() + TimeDelta::milliseconds(ms)
+    }
+
+    /// A definition as the API accepts it: parsed from the body, ids assigned, checked.
+    fn orchestration(body: Value) -> Definition {
+        let mut definition = body::definition(body).unwrap();
+        step_ids::assign(&mut definition);
+        validate::check(&definition).unwrap();
+        definition
+    }
+
+    fn planner(definition: &Definition) -> Planner<'_> {
+        Planner {
+            definition,
+            owner: OWNER,
+            lease: LEASE,
+        }
+    }
+
+    /// What a claim at `now` hands `owner`: the run, due by then, leased to it (a
+    /// pending run becomes running), with its step records.
+    fn claimed(mut run: RunRecord, steps: Vec<StepRecord>, owner: &str, now: DateTime<Utc>) -> RunState {
+        assert!(
+            run.due_at.is_some_and(|due| due <= now),
+            "a run due at {:?} is not claimed at {now}",
+            run.due_at
+        );
+        if run.status == RunStatus::Pending {
+            run.status = RunStatus::Running;
+        }
+        run.lease_owner = Some(owner.to_owned());
+        run.due_at = Some(now + LEASE);
+        RunState::new(ClaimedRun {
+            run,
+            steps,
+            previous_owner: None,
+        })
+        .unwrap()
+    }
+
+    /// A run just started with `input`, as the first claim at `now` hands it over.
+    fn started(input: Value, now: DateTime<Utc>) -> RunState {
+        let run = RunRecord {
+            id: "run-1".into(),
+            orchestration_id: "orch-1".into(),
+            orchestration_version: 1,
+            status: RunStatus::Pending,
+            input: input.to_string(),
+            error: None,
+            current_step: None,
+            step_executions: 0,
+            due_at: Some(now),
+            lease_owner: None,
+            created_at: now,
+            updated_at: now,
+        };
+        claimed(run, Vec::new(), OWNER, now)
+    }
+
+    /// Commits `state` as the worker does, and has `owner` claim the run again at `now`.
+    fn reclaim_by(state: &mut RunState, owner: &str, now: DateTime<Utc>) -> RunState {
+        state.take_transition();
+        claimed(
+            state.run.clone(),
+            state.records.values().cloned().collect(),
+            owner,
+            now,
+        )
+    }
+
+    fn reclaim(state: &mut RunState, now: DateTime<Utc>) -> RunState {
+        reclaim_by(state, OWNER, now)
+    }
+
+    /// Records a person's decision on a waiting approval as the API does
+    /// (`Store::decide`): the step gets the decision, the run is due at once or failed.
+    fn decide(
+        state: &mut RunState,
+        definition: &Definition,
+        step_id: &str,
+        approved: bool,
+        now: DateTime<Utc>,
+    ) {
+        state.take_transition();
+        let Some(Step::Approval(approval)) = definition.steps.iter().find(|s| s.id() == step_id) else {
+            panic!("`{step_id}` is an approval step");
+        };
+        let decision = approval_decision(approval, approved, "api", Some("checked the diff"), now);
+        let mut record = state.record(step_id).cloned().unwrap();
+        assert_eq!(
+            record.status,
+            StepStatus::Waiting,
+            "the step waits for a decision"
+        );
+        record.status = decision.step_status;
+        record.output = Some(decision.output);
+        record.finished_at = Some(now);
+        state.remember(record).unwrap();
+        state.run.status = decision.run_status;
+        state.run.due_at = (decision.run_status == RunStatus::Running).then_some(now);
+        state.run.lease_owner = None;
+        state.run.error = decision.run_error;
+    }
+
+    fn succeeded(output: Value) -> ComputeResult {
+        ComputeResult::Succeeded {
+            output: output.to_string(),
+            logs: r#"[{"level":"info","message":"done"}]"#.into(),
+        }
+    }
+
+    fn failed(code: &str, message: &str, retryable: bool) -> ComputeResult {
+        ComputeResult::Failed {
+            code: code.into(),
+            message: message.into(),
+            retryable,
+            logs: "[]".into(),
+        }
+    }
+
+    fn invoke(step_id: &str, attempt: u32, execution: i64) -> Next {
+        Next::Invoke(Attempt {
+            step_id: step_id.into(),
+            attempt,
+            idempotency_key: format!("run-1/{step_id}/{execution}"),
+        })
+    }
+
+    fn json_of(text: Option<&str>) -> Value {
+        serde_json::from_str(text.expect("a JSON text")).unwrap()
+    }
+
+    fn step_error(state: &RunState, step_id: &str) -> Value {
+        json_of(state.record(step_id).unwrap().error.as_deref())
+    }
+
+    fn run_error_of(state: &RunState) -> Value {
+        json_of(state.run.error.as_deref())
+    }
+
+    fn due(state: &RunState) -> DateTime<Utc> {
+        state.run.due_at.expect("the run is due at some time")
+    }
+
+    /// The run is held by `owner` for one lease from `now`, to call a function.
+    fn assert_held(state: &RunState, owner: &str, now: DateTime<Utc>) {
+        assert_eq!(state.run.status, RunStatus::Running);
+        assert_eq!(state.run.lease_owner.as_deref(), Some(owner));
+        assert_eq!(state.run.due_at, Some(now + LEASE));
+    }
+
+    /// The run is finished: nobody holds it and nothing is due.
+    fn assert_settled(state: &RunState, status: RunStatus) {
+        assert_eq!(state.run.status, status);
+        assert_eq!(state.run.lease_owner, None);
+        assert_eq!(state.run.due_at, None);
+    }
+
+    fn two_functions() -> Definition {
+        orchestration(json!({
+            "name": "deploy",
+            "steps": [
+                { "type": "compute", "functionId": "build" },
+                { "type": "compute", "functionId": "publish" },
+            ],
+        }))
+    }
+
+    fn retried(retry: Value) -> Definition {
+        orchestration(json!({
+            "name": "sync",
+            "steps": [{ "type": "compute", "functionId": "fetch", "retry": retry }],
+        }))
+    }
+
+    #[test]
+    fn a_new_run_calls_its_first_step_holding_the_lease_for_the_call() {
+        let definition = two_functions();
+        let mut state = started(json!({ "ref": "main" }), at(0));
+
+        let next = planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(next, invoke("build", 1, 1));
+        assert_held(&state, OWNER, at(0));
+        assert_eq!(state.run.current_step.as_deref(), Some("build"));
+        assert_eq!(state.run.step_executions, 1);
+        let record = state.record("build").unwrap();
+        assert_eq!(
+            (record.status, record.attempts, record.execution),
+            (StepStatus::Running, 1, 1)
+        );
+        assert_eq!((record.started_at, record.finished_at), (Some(at(0)), None));
+        assert!(
+            state.record("publish").is_none(),
+            "the second step is not entered yet"
+        );
+        let transition = state.take_transition();
+        assert_eq!(
+            (transition.expected, transition.status),
+            (RunStatus::Running, RunStatus::Running)
+        );
+        assert_eq!(
+            transition
+                .steps
+                .iter()
+                .map(|s| s.step_id.as_str())
+                .collect::<Vec<_>>(),
+            ["build"]
+        );
+    }
+
+    #[test]
+    fn a_success_and_the_start_of_the_next_step_are_committed_together() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        state.take_transition();
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "build",
+                succeeded(json!({ "artifact": "app.tgz" })),
+                at(900),
+            )
+            .unwrap();
+
+        assert_eq!(next, invoke("publish", 1, 2));
+        let build = state.record("build").unwrap();
+        assert_eq!(build.status, StepStatus::Succeeded);
+        assert_eq!(json_of(build.output.as_deref()), json!({ "artifact": "app.tgz" }));
+        assert_eq!(
+            build.logs.as_deref(),
+            Some(r#"[{"level":"info","message":"done"}]"#)
+        );
+        assert_eq!(build.finished_at, Some(at(900)));
+        assert_held(&state, OWNER, at(900));
+        assert_eq!(state.run.current_step.as_deref(), Some("publish"));
+        let transition = state.take_transition();
+        assert_eq!(
+            transition
+                .steps
+                .iter()
+                .map(|s| (s.step_id.as_str(), s.status))
+                .collect::<Vec<_>>(),
+            [("build", StepStatus::Succeeded), ("publish", StepStatus::Running)]
+        );
+    }
+
+    #[test]
+    fn the_last_step_succeeding_completes_the_run_and_releases_it() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        let planner = planner(&definition);
+        planner.resume(&mut state, at(0)).unwrap();
+        planner
+            .compute_finished(&mut state, "build", succeeded(json!(1)), at(10))
+            .unwrap();
+
+        let next = planner
+            .compute_finished(&mut state, "publish", succeeded(json!(2)), at(20))
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Completed);
+        assert_eq!(state.run.current_step, None);
+        assert_eq!(state.run.error, None);
+        assert_eq!(state.record("publish").unwrap().status, StepStatus::Succeeded);
+    }
+
+    #[test]
+    fn next_step_id_skips_the_steps_in_between() {
+        let definition = orchestration(json!({
+            "name": "hotfix",
+            "steps": [
+                { "type": "compute", "functionId": "build", "nextStepId": "publish" },
+                { "type": "compute", "functionId": "test" },
+                { "type": "compute", "functionId": "publish" },
+            ],
+        }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(&mut state, "build", succeeded(json!({})), at(10))
+            .unwrap();
+
+        assert_eq!(next, invoke("publish", 1, 2));
+        assert!(state.record("test").is_none(), "the skipped step never runs");
+    }
+
+    fn review() -> Definition {
+        orchestration(json!({
+            "name": "review",
+            "steps": [
+                { "type": "compute", "functionId": "evaluate" },
+                {
+                    "id": "route",
+                    "type": "decision",
+                    "cases": [{
+                        "conditions": [
+                            { "path": "steps.evaluate.output.decision", "operator": "eq", "value": "approve" },
+                        ],
+                        "nextStepId": "merge",
+                    }],
+                    "defaultNextStepId": "close",
+                },
+                { "type": "compute", "functionId": "merge" },
+                { "type": "compute", "functionId": "close" },
+            ],
+        }))
+    }
+
+    #[test]
+    fn a_decision_routes_on_the_output_just_produced_and_records_the_case_it_matched() {
+        let definition = review();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "evaluate",
+                succeeded(json!({ "decision": "approve" })),
+                at(10),
+            )
+            .unwrap();
+
+        assert_eq!(next, invoke("merge", 1, 3));
+        let route = state.record("route").unwrap();
+        assert_eq!((route.status, route.execution), (StepStatus::Succeeded, 2));
+        assert_eq!(
+            json_of(route.output.as_deref()),
+            json!({ "matchedCase": 0, "nextStepId": "merge" })
+        );
+        assert_eq!(route.finished_at, Some(at(10)));
+        assert!(state.record("close").is_none());
+        let transition = state.take_transition();
+        assert_eq!(
+            transition
+                .steps
+                .iter()
+                .map(|s| s.step_id.as_str())
+                .collect::<Vec<_>>(),
+            ["evaluate", "route", "merge"],
+            "the decision is written in the same transaction"
+        );
+    }
+
+    #[test]
+    fn a_decision_without_a_matching_case_takes_its_default() {
+        let definition = review();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "evaluate",
+                succeeded(json!({ "decision": "reject" })),
+                at(10),
+            )
+            .unwrap();
+
+        assert_eq!(next, invoke("close", 1, 3));
+        assert_eq!(
+            json_of(state.record("route").unwrap().output.as_deref()),
+            json!({ "matchedCase": null, "nextStepId": "close" })
+        );
+        assert!(state.record("merge").is_none());
+    }
+
+    #[test]
+    fn a_step_entered_again_by_a_loop_is_a_new_execution_with_a_new_idempotency_key() {
+        let definition = orchestration(json!({
+            "name": "poll",
+            "steps": [
+                { "type": "compute", "functionId": "status" },
+                {
+                    "id": "ready",
+                    "type": "decision",
+                    "cases": [{
+                        "conditions": [{ "path": "steps.status.output.done", "operator": "eq", "value": true }],
+                        "nextStepId": "notify",
+                    }],
+                    "defaultNextStepId": "status",
+                },
+                { "type": "compute", "functionId": "notify" },
+            ],
+        }));
+        let mut state = started(json!({}), at(0));
+        let planner = planner(&definition);
+        assert_eq!(planner.resume(&mut state, at(0)).unwrap(), invoke("status", 1, 1));
+
+        let next = planner
+            .compute_finished(&mut state, "status", succeeded(json!({ "done": false })), at(10))
+            .unwrap();
+
+        assert_eq!(next, invoke("status", 1, 3));
+        let status = state.record("status").unwrap();
+        assert_eq!(
+            (status.status, status.attempts, status.execution),
+            (StepStatus::Running, 1, 3)
+        );
+        assert_eq!(status.output, None, "the earlier execution's output is replaced");
+        let next = planner
+            .compute_finished(&mut state, "status", succeeded(json!({ "done": true })), at(20))
+            .unwrap();
+        assert_eq!(next, invoke("notify", 1, 5));
+        assert_eq!(state.run.step_executions, 5);
+    }
+
+    #[test]
+    fn a_decision_that_loops_forever_fails_the_run_at_the_step_limit() {
+        let definition = orchestration(json!({
+            "name": "spin",
+            "steps": [
+                { "id": "ping", "type": "decision", "cases": [], "defaultNextStepId": "pong" },
+                { "id": "pong", "type": "decision", "cases": [], "defaultNextStepId": "ping" },
+            ],
+        }));
+        let mut state = started(json!({}), at(0));
+
+        let next = planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        assert_eq!(state.run.step_executions, MAX_STEP_EXECUTIONS);
+        let error = run_error_of(&state);
+        assert_eq!(error["code"], "step_limit_exceeded");
+        assert!(
+            error["message"].as_str().unwrap().contains("1000 steps"),
+            "{error}"
+        );
+        assert_eq!(error.get("stepId"), None, "no one step is to blame");
+    }
+
+    fn cool_down() -> Definition {
+        orchestration(json!({
+            "name": "cool-down",
+            "steps": [
+                { "id": "wait", "type": "delay", "delayMs": 60_000 },
+                { "type": "compute", "functionId": "ping" },
+            ],
+        }))
+    }
+
+    #[test]
+    fn a_delay_releases_the_run_until_it_ends() {
+        let definition = cool_down();
+        let mut state = started(json!({}), at(0));
+
+        let next = planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_eq!(state.run.status, RunStatus::Running);
+        assert_eq!(state.run.lease_owner, None);
+        assert_eq!(state.run.due_at, Some(at(60_000)));
+        assert_eq!(state.run.current_step.as_deref(), Some("wait"));
+        let wait = state.record("wait").unwrap();
+        assert_eq!((wait.status, wait.started_at), (StepStatus::Running, Some(at(0))));
+    }
+
+    #[test]
+    fn a_delay_claimed_when_it_ends_succeeds_and_the_run_goes_on() {
+        let definition = cool_down();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = reclaim(&mut state, at(60_000));
+
+        let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
+
+        assert_eq!(next, invoke("ping", 1, 2));
+        let wait = state.record("wait").unwrap();
+        assert_eq!(
+            (wait.status, wait.finished_at),
+            (StepStatus::Succeeded, Some(at(60_000)))
+        );
+        assert_held(&state, OWNER, at(60_000));
+    }
+
+    #[test]
+    fn a_delay_claimed_before_it_ends_waits_again_for_its_end() {
+        let definition = cool_down();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        // Claimed early, e.g. by a node whose clock runs ahead.
+        state.run.due_at = Some(at(30_000));
+        let mut state = reclaim(&mut state, at(30_000));
+
+        let next = planner(&definition).resume(&mut state, at(30_000)).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_eq!(state.run.status, RunStatus::Running);
+        assert_eq!(state.run.lease_owner, None);
+        assert_eq!(
+            state.run.due_at,
+            Some(at(60_000)),
+            "due when the delay ends, not a delay later"
+        );
+        assert_eq!(state.record("wait").unwrap().status, StepStatus::Running);
+        assert!(state.take_transition().steps.is_empty(), "no step changed");
+    }
+
+    #[test]
+    fn a_zero_delay_passes_straight_through_to_the_next_step() {
+        let definition = orchestration(json!({
+            "name": "no-wait",
+            "steps": [
+                { "id": "wait", "type": "delay", "delayMs": 0 },
+                { "type": "compute", "functionId": "ping" },
+            ],
+        }));
+        let mut state = started(json!({}), at(0));
+
+        let next = planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(next, invoke("ping", 1, 2));
+        let wait = state.record("wait").unwrap();
+        assert_eq!(
+            (wait.status, wait.finished_at),
+            (StepStatus::Succeeded, Some(at(0)))
+        );
+    }
+
+    fn release(approval: Value) -> Definition {
+        let mut approval = approval;
+        approval["id"] = json!("sign-off");
+        approval["type"] = json!("approval");
+        approval["message"] = json!("Ship it?");
+        orchestration(json!({
+            "name": "release",
+            "steps": [approval, { "type": "compute", "functionId": "ship" }],
+        }))
+    }
+
+    #[test]
+    fn an_approval_waits_for_a_person_until_its_timeout() {
+        let definition = release(json!({ "timeoutMs": 3_600_000 }));
+        let mut state = started(json!({}), at(0));
+
+        let next = planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_eq!(state.run.status, RunStatus::Waiting);
+        assert_eq!(state.run.lease_owner, None);
+        assert_eq!(state.run.due_at, Some(at(3_600_000)));
+        assert_eq!(state.run.current_step.as_deref(), Some("sign-off"));
+        assert_eq!(state.record("sign-off").unwrap().status, StepStatus::Waiting);
+    }
+
+    #[test]
+    fn an_approval_without_a_timeout_is_never_due() {
+        let definition = release(json!({}));
+        let mut state = started(json!({}), at(0));
+
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        assert_eq!(state.run.status, RunStatus::Waiting);
+        assert_eq!(state.run.due_at, None);
+    }
+
+    #[test]
+    fn an_approved_step_lets_the_run_go_on_to_the_next_step() {
+        let definition = release(json!({ "timeoutMs": 3_600_000 }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        decide(&mut state, &definition, "sign-off", true, at(5_000));
+        let mut state = reclaim(&mut state, at(5_000));
+
+        let next = planner(&definition).resume(&mut state, at(5_000)).unwrap();
+
+        assert_eq!(next, invoke("ship", 1, 2));
+        assert_held(&state, OWNER, at(5_000));
+        let sign_off = state.record("sign-off").unwrap();
+        assert_eq!(sign_off.status, StepStatus::Succeeded);
+        let output = json_of(sign_off.output.as_deref());
+        assert_eq!(
+            (&output["approved"], &output["decidedBy"], &output["comment"]),
+            (&json!(true), &json!("api"), &json!("checked the diff"))
+        );
+    }
+
+    #[test]
+    fn a_rejection_fails_the_run_naming_the_step_and_who_rejected_it() {
+        let definition = release(json!({}));
+        let Step::Approval(approval) = &definition.steps[0] else {
+            panic!("the first step is the approval");
+        };
+
+        let decision = approval_decision(approval, false, "api", None, at(5_000));
+
+        assert_eq!(decision.step_id, "sign-off");
+        assert_eq!(decision.step_status, StepStatus::Failed);
+        assert_eq!(decision.run_status, RunStatus::Failed);
+        assert_eq!(
+            json_of(decision.run_error.as_deref()),
+            json!({
+                "code": "approval_rejected",
+                "message": "approval step `sign-off` was rejected by api",
+                "stepId": "sign-off",
+            })
+        );
+        assert_eq!(
+            json_of(Some(&decision.output)),
+            json!({
+                "approved": false,
+                "decidedBy": "api",
+                "comment": null,
+                "decidedAt": "2026-01-01T12:00:05.000Z",
+            })
+        );
+    }
+
+    #[test]
+    fn a_rejection_with_on_reject_continue_goes_on_and_later_steps_see_approved_false() {
+        let definition = orchestration(json!({
+            "name": "release",
+            "steps": [
+                { "id": "sign-off", "type": "approval", "onReject": "continue" },
+                {
+                    "id": "check",
+                    "type": "decision",
+                    "cases": [{
+                        "conditions": [{ "path": "steps.sign-off.output.approved", "operator": "eq", "value": true }],
+                        "nextStepId": "ship",
+                    }],
+                    "defaultNextStepId": "notify",
+                },
+                { "type": "compute", "functionId": "ship" },
+                { "type": "compute", "functionId": "notify" },
+            ],
+        }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        decide(&mut state, &definition, "sign-off", false, at(5_000));
+        assert_eq!(
+            state.run.status,
+            RunStatus::Running,
+            "the rejection does not end the run"
+        );
+        let mut state = reclaim(&mut state, at(5_000));
+
+        let next = planner(&definition).resume(&mut state, at(5_000)).unwrap();
+
+        assert_eq!(next, invoke("notify", 1, 3));
+        assert_eq!(state.record("sign-off").unwrap().status, StepStatus::Succeeded);
+        assert!(state.record("ship").is_none());
+    }
+
+    #[test]
+    fn an_approval_that_times_out_is_rejected_and_fails_the_run_by_default() {
+        let definition = release(json!({ "timeoutMs": 3_600_000 }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = reclaim(&mut state, at(3_600_000));
+
+        let next = planner(&definition).resume(&mut state, at(3_600_000)).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        assert_eq!(
+            run_error_of(&state),
+            json!({
+                "code": "approval_rejected",
+                "message": "approval step `sign-off` timed out and was rejected",
+                "stepId": "sign-off",
+            })
+        );
+        let sign_off = state.record("sign-off").unwrap();
+        assert_eq!(
+            (sign_off.status, sign_off.finished_at),
+            (StepStatus::Failed, Some(at(3_600_000)))
+        );
+        let output = json_of(sign_off.output.as_deref());
+        assert_eq!(
+            (&output["approved"], &output["decidedBy"]),
+            (&json!(false), &json!("timeout"))
+        );
+        assert!(state.record("ship").is_none());
+        let transition = state.take_transition();
+        assert_eq!(
+            (transition.expected, transition.status),
+            (RunStatus::Waiting, RunStatus::Failed),
+            "fenced on `waiting`, so a decision that came first wins"
+        );
+    }
+
+    #[test]
+    fn an_approval_that_times_out_with_on_timeout_approve_goes_on_as_approved() {
+        let definition = release(json!({ "timeoutMs": 60_000, "onTimeout": "approve" }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = reclaim(&mut state, at(60_000));
+
+        let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
+
+        assert_eq!(next, invoke("ship", 1, 2));
+        assert_held(&state, OWNER, at(60_000));
+        let sign_off = state.record("sign-off").unwrap();
+        assert_eq!(sign_off.status, StepStatus::Succeeded);
+        let output = json_of(sign_off.output.as_deref());
+        assert_eq!(
+            (&output["approved"], &output["decidedBy"]),
+            (&json!(true), &json!("timeout"))
+        );
+    }
+
+    #[test]
+    fn a_timeout_rejection_with_on_reject_continue_goes_on_as_rejected() {
+        let definition = release(json!({ "timeoutMs": 60_000, "onReject": "continue" }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = reclaim(&mut state, at(60_000));
+
+        let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
+
+        assert_eq!(next, invoke("ship", 1, 2));
+        assert_eq!(state.run.error, None);
+        let sign_off = state.record("sign-off").unwrap();
+        assert_eq!(sign_off.status, StepStatus::Succeeded);
+        assert_eq!(json_of(sign_off.output.as_deref())["approved"], json!(false));
+    }
+
+    #[test]
+    fn a_retryable_failure_waits_its_backoff_then_tries_again() {
+        let definition = retried(json!({ "maxAttempts": 3, "backoffMs": 1_000, "multiplier": 2 }));
+        let mut state = started(json!({}), at(0));
+        assert_eq!(
+            planner(&definition).resume(&mut state, at(0)).unwrap(),
+            invoke("fetch", 1, 1)
+        );
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "fetch",
+                failed("upstream", "GitHub answered 503", true),
+                at(100),
+            )
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_eq!(state.run.status, RunStatus::Running);
+        assert_eq!(
+            state.run.lease_owner, None,
+            "nobody holds the run during the backoff"
+        );
+        assert_eq!(state.run.due_at, Some(at(1_100)));
+        let fetch = state.record("fetch").unwrap();
+        assert_eq!(
+            (fetch.status, fetch.attempts, fetch.finished_at),
+            (StepStatus::Running, 1, None)
+        );
+        assert_eq!(
+            step_error(&state, "fetch"),
+            json!({ "code": "upstream", "message": "GitHub answered 503", "retryable": true }),
+            "the last error shows while the step waits"
+        );
+
+        let mut state = reclaim(&mut state, at(1_100));
+        let next = planner(&definition).resume(&mut state, at(1_100)).unwrap();
+        assert_eq!(
+            next,
+            invoke("fetch", 2, 1),
+            "same idempotency key for every attempt"
+        );
+        assert_held(&state, OWNER, at(1_100));
+        assert_eq!(state.record("fetch").unwrap().attempts, 2);
+    }
+
+    #[test]
+    fn each_backoff_grows_by_the_multiplier_and_the_last_failure_fails_the_run() {
+        let definition = retried(json!({ "maxAttempts": 3, "backoffMs": 1_000, "multiplier": 2 }));
+        let planner = planner(&definition);
+        let mut state = started(json!({}), at(0));
+        planner.resume(&mut state, at(0)).unwrap();
+        let unavailable = || failed("upstream", "GitHub answered 503", true);
+
+        planner
+            .compute_finished(&mut state, "fetch", unavailable(), at(0))
+            .unwrap();
+        assert_eq!(due(&state), at(1_000));
+        let mut state = reclaim(&mut state, at(1_000));
+        assert_eq!(
+            planner.resume(&mut state, at(1_000)).unwrap(),
+            invoke("fetch", 2, 1)
+        );
+        planner
+            .compute_finished(&mut state, "fetch", unavailable(), at(1_000))
+            .unwrap();
+        assert_eq!(due(&state), at(3_000), "1000 ms × 2");
+        let mut state = reclaim(&mut state, at(3_000));
+        assert_eq!(
+            planner.resume(&mut state, at(3_000)).unwrap(),
+            invoke("fetch", 3, 1)
+        );
+
+        let next = planner
+            .compute_finished(&mut state, "fetch", unavailable(), at(3_000))
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        assert_eq!(
+            run_error_of(&state),
+            json!({
+                "code": "step_failed",
+                "message": "step `fetch` failed after 3 attempts: GitHub answered 503",
+                "stepId": "fetch",
+            })
+        );
+        let fetch = state.record("fetch").unwrap();
+        assert_eq!((fetch.status, fetch.attempts), (StepStatus::Failed, 3));
+        assert_eq!(fetch.finished_at, Some(at(3_000)));
+        assert_eq!(step_error(&state, "fetch")["code"], "upstream");
+    }
+
+    #[test]
+    fn a_backoff_is_capped_at_an_hour() {
+        let definition = retried(json!({ "maxAttempts": 3, "backoffMs": 2_000_000, "multiplier": 10 }));
+        let planner = planner(&definition);
+        let mut state = started(json!({}), at(0));
+        planner.resume(&mut state, at(0)).unwrap();
+        planner
+            .compute_finished(&mut state, "fetch", failed("e", "m", true), at(0))
+            .unwrap();
+        assert_eq!(due(&state), at(2_000_000));
+        let mut state = reclaim(&mut state, at(2_000_000));
+        planner.resume(&mut state, at(2_000_000)).unwrap();
+
+        planner
+            .compute_finished(&mut state, "fetch", failed("e", "m", true), at(2_000_000))
+            .unwrap();
+
+        assert_eq!(due(&state), at(2_000_000 + 3_600_000), "not 20 000 000 ms");
+    }
+
+    #[test]
+    fn a_failure_that_is_not_retryable_fails_the_run_at_once_despite_retries_left() {
+        let definition = retried(json!({ "maxAttempts": 3, "backoffMs": 1_000 }));
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "fetch",
+                failed("invalid_params", "repo is missing", false),
+                at(50),
+            )
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        assert_eq!(
+            run_error_of(&state)["message"],
+            "step `fetch` failed: repo is missing"
+        );
+        let fetch = state.record("fetch").unwrap();
+        assert_eq!((fetch.status, fetch.attempts), (StepStatus::Failed, 1));
+        assert_eq!(
+            step_error(&state, "fetch"),
+            json!({ "code": "invalid_params", "message": "repo is missing", "retryable": false })
+        );
+    }
+
+    #[test]
+    fn a_retryable_failure_of_a_step_without_retry_fails_the_run() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(
+                &mut state,
+                "build",
+                failed("timeout", "the call timed out", true),
+                at(50),
+            )
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        assert_eq!(
+            run_error_of(&state)["message"],
+            "step `build` failed: the call timed out"
+        );
+        assert!(state.record("publish").is_none());
+    }
+
+    #[test]
+    fn a_success_after_a_failed_attempt_clears_the_error_shown() {
+        let definition = retried(json!({ "maxAttempts": 2 }));
+        let planner = planner(&definition);
+        let mut state = started(json!({}), at(0));
+        planner.resume(&mut state, at(0)).unwrap();
+        planner
+            .compute_finished(&mut state, "fetch", failed("e", "m", true), at(10))
+            .unwrap();
+        assert_eq!(due(&state), at(10), "no backoffMs: due at once");
+        let mut state = reclaim(&mut state, at(10));
+        planner.resume(&mut state, at(10)).unwrap();
+
+        planner
+            .compute_finished(&mut state, "fetch", succeeded(json!({ "rows": 3 })), at(20))
+            .unwrap();
+
+        assert_settled(&state, RunStatus::Completed);
+        let fetch = state.record("fetch").unwrap();
+        assert_eq!((fetch.status, fetch.attempts), (StepStatus::Succeeded, 2));
+        assert_eq!(fetch.error, None);
+    }
+
+    #[test]
+    fn an_overloaded_node_gives_the_attempt_back_and_the_step_is_tried_again_shortly() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+
+        let next = planner(&definition)
+            .compute_finished(&mut state, "build", ComputeResult::Overloaded, at(5))
+            .unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_eq!(state.run.status, RunStatus::Running);
+        assert_eq!(state.run.lease_owner, None, "another node may take it");
+        assert_eq!(state.run.due_at, Some(at(205)));
+        let build = state.record("build").unwrap();
+        assert_eq!((build.status, build.attempts), (StepStatus::Running, 0));
+        let mut state = reclaim(&mut state, at(205));
+        assert_eq!(
+            planner(&definition).resume(&mut state, at(205)).unwrap(),
+            invoke("build", 1, 1),
+            "still the first attempt"
+        );
+    }
+
+    #[test]
+    fn overloads_use_up_neither_the_retry_budget_nor_the_lost_attempt_cap() {
+        let definition = two_functions();
+        let planner = planner(&definition);
+        let mut state = started(json!({}), at(0));
+        planner.resume(&mut state, at(0)).unwrap();
+        for _ in 0..(MAX_LOST_ATTEMPTS * 3) {
+            let now = due(&state);
+            planner
+                .compute_finished(&mut state, "build", ComputeResult::Overloaded, now)
+                .unwrap();
+            let now = due(&state);
+            state = reclaim(&mut state, now);
+            assert_eq!(planner.resume(&mut state, now).unwrap(), invoke("build", 1, 1));
+        }
+        assert_eq!(state.run.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn a_call_lost_with_its_worker_is_made_again_by_the_worker_that_takes_the_run_over() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        // The worker dies during the call; the run falls due when its lease expires.
+        let expired = due(&state);
+        let mut state = reclaim_by(&mut state, "node-b#1", expired);
+        let planner = Planner {
+            definition: &definition,
+            owner: "node-b#1",
+            lease: LEASE,
+        };
+
+        let next = planner.resume(&mut state, expired).unwrap();
+
+        assert_eq!(
+            next,
+            invoke("build", 2, 1),
+            "the same key lets the function spot a repeat"
+        );
+        assert_held(&state, "node-b#1", expired);
+        assert_eq!(state.record("build").unwrap().attempts, 2);
+    }
+
+    #[test]
+    fn a_step_that_keeps_losing_its_worker_fails_with_attempts_lost_after_its_budget_plus_five() {
+        let definition = retried(json!({ "maxAttempts": 2 }));
+        let planner = planner(&definition);
+        let mut state = started(json!({}), at(0));
+        assert_eq!(planner.resume(&mut state, at(0)).unwrap(), invoke("fetch", 1, 1));
+        for attempt in 2..=7 {
+            let expired = due(&state);
+            state = reclaim(&mut state, expired);
+            assert_eq!(
+                planner.resume(&mut state, expired).unwrap(),
+                invoke("fetch", attempt, 1)
+            );
+        }
+        let expired = due(&state);
+        let mut state = reclaim(&mut state, expired);
+
+        let next = planner.resume(&mut state, expired).unwrap();
+
+        assert_eq!(next, Next::Stop);
+        assert_settled(&state, RunStatus::Failed);
+        let fetch = state.record("fetch").unwrap();
+        assert_eq!((fetch.status, fetch.attempts), (StepStatus::Failed, 7));
+        assert_eq!(fetch.finished_at, Some(expired));
+        let error = step_error(&state, "fetch");
+        assert_eq!(
+            (&error["code"], &error["retryable"]),
+            (&json!("attempts_lost"), &json!(false))
+        );
+        let run_error = run_error_of(&state);
+        assert_eq!(
+            (&run_error["code"], &run_error["stepId"]),
+            (&json!("step_failed"), &json!("fetch"))
+        );
+        assert!(
+            run_error["message"].as_str().unwrap().contains("made 7 attempts"),
+            "{run_error}"
+        );
+    }
+
+    #[test]
+    fn a_run_at_a_step_its_definition_does_not_have_is_an_error() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        state.run.current_step = Some("gone".into());
+
+        let error = planner(&definition).resume(&mut state, at(0)).unwrap_err();
+
+        assert!(error.to_string().contains("has no step `gone`"), "{error}");
+    }
+
+    #[test]
+    fn a_state_the_engine_cannot_resume_is_an_error_not_a_guess() {
+        let definition = two_functions();
+        let mut state = started(json!({}), at(0));
+        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut record = state.record("build").unwrap().clone();
+        record.status = StepStatus::Cancelled;
+        state.remember(record).unwrap();
+        let expired = due(&state);
+        let mut state = reclaim(&mut state, expired);
+
+        let error = planner(&definition).resume(&mut state, expired).unwrap_err();
+
+        assert!(error.to_string().contains("cannot resume"), "{error}");
+        assert!(
+            planner(&definition)
+                .compute_finished(&mut state, "publish", succeeded(json!({})), at(0))
+                .is_err(),
+            "a step that was never entered has no record to finish"
+        );
+    }
+}

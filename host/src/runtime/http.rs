@@ -217,3 +217,473 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{Empty, Full};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn hooks(allowed: &[&str]) -> OutboundHooks {
+        let allowed: Vec<AllowEntry> = allowed.iter().map(|a| a.parse().unwrap()).collect();
+        OutboundHooks::new(
+            allowed.into(),
+            LogCollector::default(),
+            tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+        )
+    }
+
+    /// A request as `wasi:http` hands it over: the URI built from the scheme and
+    /// authority the guest set.
+    fn request(scheme: &str, authority: &str) -> http::Request<WasiBody> {
+        let uri = http::Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .unwrap_or_else(|e| panic!("{authority}: {e}"));
+        http::Request::builder()
+            .uri(uri)
+            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            .unwrap()
+    }
+
+    #[test]
+    fn shorthand_hosts_port_zero_and_user_info_are_refused_even_when_the_address_is_listed() {
+        // Every one of these means 127.0.0.1:8099 (or port 0) to some resolver or
+        // URL parser, and 127.0.0.1:8099 is listed.
+        for authority in [
+            "127.1:8099",
+            "2130706433:8099",
+            "0x7f.1:8099",
+            "0x7f000001:8099",
+            "0177.0.0.1:8099",
+            "127.0.0.1:0",
+            "user:pass@127.0.0.1:8099",
+            "user@127.0.0.1:8099",
+        ] {
+            let mut hooks = hooks(&["http://127.0.0.1:8099"]);
+            assert!(
+                hooks.admit(&request("http", authority)).is_none(),
+                "{authority} is refused"
+            );
+            let logs = hooks.logs.finish();
+            let [entry] = &logs[..] else {
+                panic!("{authority}: one log line, not {logs:?}")
+            };
+            assert_eq!((entry.level, entry.source), (Level::Warn, Source::Host));
+            assert!(
+                entry.message.contains("no user info, no numeric shorthand"),
+                "{authority}: {}",
+                entry.message
+            );
+            assert!(
+                !entry.message.contains("pass"),
+                "the URL is not quoted: {}",
+                entry.message
+            );
+        }
+        // The plain form of the same address is admitted.
+        let mut hooks = hooks(&["http://127.0.0.1:8099"]);
+        let (origin, _) = hooks.admit(&request("http", "127.0.0.1:8099")).unwrap();
+        assert_eq!(origin.to_string(), "http://127.0.0.1:8099");
+        assert!(hooks.logs.finish().is_empty());
+    }
+
+    /// A body that arrives in 64 KiB frames, as a guest streams it.
+    struct Chunked {
+        left: usize,
+    }
+
+    impl http_body::Body for Chunked {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+            let n = self.left.min(64 << 10);
+            self.left -= n;
+            Poll::Ready((n > 0).then(|| Ok(http_body::Frame::data(Bytes::from(vec![b'x'; n])))))
+        }
+    }
+
+    /// A loopback server for one request: reads its head and up to `Content-Length`
+    /// body bytes, answers `200` with `answer` bytes of body, and reports how many
+    /// body bytes it received.
+    async fn upstream(answer: usize) -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let length: usize = String::from_utf8_lossy(&head)
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut received = 0;
+            let mut buffer = vec![0u8; 64 << 10];
+            while received < length {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return received,
+                    Ok(n) => received += n,
+                }
+            }
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {answer}\r\nconnection: close\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&vec![b'y'; answer]).await;
+            received
+        });
+        (address, served)
+    }
+
+    fn post(address: SocketAddr, length: usize) -> http::Request<WasiBody> {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{address}/upload"))
+            .header("content-length", length)
+            .body(Chunked { left: length }.boxed_unsync())
+            .unwrap()
+    }
+
+    fn origin(address: SocketAddr) -> Origin {
+        format!("http://{address}").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_body_over_the_cap_is_cut_off_before_the_server_has_it_all() {
+        let (address, served) = upstream(0).await;
+        let response = send(
+            &origin(address),
+            &[address],
+            post(address, MAX_REQUEST_BODY_BYTES),
+        )
+        .await;
+        assert_eq!(response.map(|r| r.status()).ok(), Some(http::StatusCode::OK));
+        assert_eq!(
+            served.await.unwrap(),
+            MAX_REQUEST_BODY_BYTES,
+            "a body at the cap arrives whole"
+        );
+
+        let (address, served) = upstream(0).await;
+        let over = MAX_REQUEST_BODY_BYTES + 1;
+        let error = send(&origin(address), &[address], post(address, over))
+            .await
+            .expect_err("a body over the cap fails the request");
+        // hyper reports the body's own error as the cause of its own.
+        let top: &dyn std::error::Error = match &error {
+            Error::Hyper(hyper) => hyper,
+            other => other,
+        };
+        let chain = std::iter::successors(Some(top), |e| e.source())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        assert!(chain.contains("HTTP request body size exceeds limit"), "{chain}");
+        let received = served.await.unwrap();
+        assert!(
+            received <= MAX_REQUEST_BODY_BYTES,
+            "the server received {received} bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_body_over_the_cap_fails_when_read() {
+        for (size, whole) in [
+            (MAX_RESPONSE_BODY_BYTES, true),
+            (MAX_RESPONSE_BODY_BYTES + 1, false),
+        ] {
+            let (address, served) = upstream(size).await;
+            let get = http::Request::builder()
+                .uri(format!("http://{address}/"))
+                .body(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .unwrap();
+            let response = send(&origin(address), &[address], get).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK);
+            let read = response
+                .into_body()
+                .collect()
+                .await
+                .map(|body| body.to_bytes().len());
+            match (whole, read) {
+                (true, Ok(read)) => assert_eq!(read, size),
+                (false, Err(Error::HttpResponseBodySize(_))) => {}
+                (_, read) => panic!("a {size}-byte response read as {read:?}"),
+            }
+            served.await.unwrap();
+        }
+    }
+
+    // `origin_of`, and what `send` does with the addresses it is given.
+
+    fn origin_in(uri: &str) -> Option<Origin> {
+        origin_of(&uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}")))
+    }
+
+    fn no_body() -> WasiBody {
+        Empty::new().map_err(|never| match never {}).boxed_unsync()
+    }
+
+    fn no_wait() -> Box<dyn Future<Output = Result<(), Error>> + Send> {
+        Box::new(async { Ok(()) })
+    }
+
+    /// A loopback server for one request: answers `status` with `headers` and no body,
+    /// and hands back the head of the request it got.
+    async fn answering(
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut answer = format!("HTTP/1.1 {status} Answer\r\ncontent-length: 0\r\nconnection: close\r\n");
+        for (name, value) in headers {
+            answer.push_str(&format!("{name}: {value}\r\n"));
+        }
+        answer.push_str("\r\n");
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (address, served)
+    }
+
+    /// A loopback port nothing listens on: connecting to it is refused at once.
+    async fn closed_port() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_origin_is_the_scheme_host_and_port_with_default_ports_filled_in() {
+        for (uri, scheme, host, port, shown) in [
+            (
+                "http://example.com/a?b=c",
+                Scheme::Http,
+                "example.com",
+                80,
+                "http://example.com",
+            ),
+            (
+                "https://api.github.com/",
+                Scheme::Https,
+                "api.github.com",
+                443,
+                "https://api.github.com",
+            ),
+            (
+                "https://Api.GitHub.com:443/",
+                Scheme::Https,
+                "api.github.com",
+                443,
+                "https://api.github.com",
+            ),
+            (
+                "https://example.com:8443/",
+                Scheme::Https,
+                "example.com",
+                8443,
+                "https://example.com:8443",
+            ),
+            (
+                "http://example.com:443/",
+                Scheme::Http,
+                "example.com",
+                443,
+                "http://example.com:443",
+            ),
+        ] {
+            let origin = origin_in(uri).unwrap_or_else(|| panic!("{uri} has an origin"));
+            assert_eq!(origin.scheme, scheme, "{uri}");
+            assert_eq!(origin.host, Host::Name(host.into()), "{uri}");
+            assert_eq!(origin.port, port, "{uri}");
+            assert_eq!(origin.to_string(), shown, "{uri}");
+        }
+    }
+
+    #[test]
+    fn an_ip_literal_is_an_address_and_ipv6_keeps_its_brackets_only_in_text() {
+        let origin = origin_in("http://192.0.2.7:8099/").unwrap();
+        assert_eq!(
+            (origin.host, origin.port),
+            (Host::Ip("192.0.2.7".parse().unwrap()), 8099)
+        );
+
+        let origin = origin_in("http://[::1]:8080/health").unwrap();
+        assert_eq!(
+            (&origin.host, origin.port),
+            (&Host::Ip("::1".parse().unwrap()), 8080)
+        );
+        assert_eq!(origin.to_string(), "http://[::1]:8080");
+
+        let origin = origin_in("https://[2001:db8::1]/").unwrap();
+        assert_eq!(
+            (&origin.host, origin.port),
+            (&Host::Ip("2001:db8::1".parse().unwrap()), 443)
+        );
+        assert_eq!(origin.to_string(), "https://[2001:db8::1]");
+    }
+
+    #[test]
+    fn a_uri_that_is_not_http_or_has_no_host_has_no_origin() {
+        for uri in [
+            "ftp://example.com/",
+            "ws://example.com/",
+            "/just/a/path",
+            "http://:8080/",
+        ] {
+            assert_eq!(origin_in(uri), None, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_comes_back_to_the_function_unfollowed() {
+        // Where the redirect points is allowed too, so only the engine could stop a follow.
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let elsewhere_address = elsewhere.local_addr().unwrap();
+        let location = format!("http://{elsewhere_address}/landing");
+        let (address, served) = answering(302, &[("location", &location)]).await;
+        let mut hooks = hooks(&[
+            &format!("http://{address}"),
+            &format!("http://{elsewhere_address}"),
+        ]);
+
+        let sent = hooks.send_request(request("http", &address.to_string()), None, no_wait());
+        let (response, _) = Box::into_pin(sent).await.unwrap();
+
+        assert_eq!(response.status(), http::StatusCode::FOUND);
+        assert_eq!(response.headers()["location"], location.as_str());
+        assert!(served.await.unwrap().starts_with("GET / HTTP/1.1\r\n"));
+        assert_eq!(
+            elsewhere.accept().err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock),
+            "nothing connected to where the redirect points"
+        );
+        assert!(hooks.logs.finish().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_request_goes_to_the_vetted_address_with_only_its_path_on_the_wire() {
+        // The name is not looked up again (it could not be: `.invalid` never resolves).
+        for (uri, line) in [
+            (
+                "http://api.example.invalid/items?page=2",
+                "GET /items?page=2 HTTP/1.1",
+            ),
+            ("http://api.example.invalid?page=2", "GET /?page=2 HTTP/1.1"),
+        ] {
+            let (address, served) = answering(200, &[]).await;
+            let request = http::Request::builder()
+                .uri(uri)
+                .header("host", "api.example.invalid")
+                .body(no_body())
+                .unwrap();
+            let origin = "http://api.example.invalid".parse().unwrap();
+
+            let response = send(&origin, &[address], request).await.unwrap();
+
+            assert_eq!(response.status(), http::StatusCode::OK);
+            let head = served.await.unwrap();
+            assert!(head.starts_with(&format!("{line}\r\n")), "{uri}: {head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("\r\nhost: api.example.invalid\r\n"),
+                "{uri}: {head}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_that_refuses_the_connection_is_skipped_for_the_next_vetted_one() {
+        let closed = closed_port().await;
+        let (address, served) = answering(204, &[]).await;
+        let request = http::Request::builder()
+            .uri(format!("http://{address}/ping"))
+            .body(no_body())
+            .unwrap();
+
+        let response = send(&origin(address), &[closed, address], request).await.unwrap();
+
+        assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
+        assert!(served.await.unwrap().starts_with("GET /ping HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn without_a_reachable_address_the_request_fails_with_why() {
+        let closed = closed_port().await;
+        let get = || {
+            http::Request::builder()
+                .uri(format!("http://{closed}/"))
+                .body(no_body())
+                .unwrap()
+        };
+
+        let refused = send(&origin(closed), &[closed], get()).await;
+        assert!(matches!(refused, Err(Error::Connect(_))), "{:?}", refused.err());
+
+        let none = send(&origin(closed), &[], get()).await;
+        assert!(
+            matches!(none, Err(Error::DestinationNotFound)),
+            "{:?}",
+            none.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_per_invocation_cap_is_refused_and_the_logs_say_why() {
+        let mut hooks = hooks(&["https://api.github.com"]);
+        let github = || request("https", "api.github.com");
+        for n in 1..=MAX_REQUESTS {
+            assert!(hooks.admit(&github()).is_some(), "request {n} is admitted");
+        }
+        assert!(hooks.logs.finish().is_empty());
+
+        for n in [MAX_REQUESTS + 1, MAX_REQUESTS + 2] {
+            let refused = Box::into_pin(hooks.send_request(github(), None, no_wait())).await;
+            match refused {
+                Err(Error::HttpRequestDenied) => {}
+                Err(other) => panic!("request {n} failed with {other:?}"),
+                Ok(_) => panic!("request {n} was sent"),
+            }
+            let logs = hooks.logs.finish();
+            let [entry] = &logs[..] else {
+                panic!("request {n}: one log line, not {logs:?}")
+            };
+            assert_eq!((entry.level, entry.source), (Level::Warn, Source::Host));
+            assert_eq!(
+                entry.message,
+                "outbound request refused: an invocation may send at most 32 requests"
+            );
+        }
+    }
+}

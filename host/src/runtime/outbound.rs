@@ -1,6 +1,6 @@
-//! The outbound HTTP policy (ARCHITECTURE.md §7): which requests a function may make.
-//! Groundwork for the `wasi:http` hook: pure rules and DNS checks, unit-tested, not
-//! yet wired into the sandbox (functions still have no network at all).
+//! The outbound HTTP policy (docs/architecture.md#sandbox-and-outbound-http): which
+//! requests a function may make. Pure rules and DNS checks; the `wasi:http` hook in
+//! `runtime/http.rs` applies them to every request a function sends.
 //!
 //! A function's `allowedHosts` entries are either
 //! - an origin, `https://api.github.com` or `http://127.0.0.1:8099`: scheme, host and
@@ -410,6 +410,125 @@ mod tests {
         }
     }
 
+    /// Special-purpose addresses, each with what it is: none is global unicast.
+    const SPECIAL_PURPOSE: [(&str, &str); 29] = [
+        ("100.64.0.1", "shared address space (CGNAT) 100.64.0.0/10"),
+        ("100.127.255.254", "shared address space (CGNAT) 100.64.0.0/10"),
+        ("224.0.0.1", "IPv4 multicast 224.0.0.0/4"),
+        ("239.255.255.250", "IPv4 multicast 224.0.0.0/4"),
+        ("ff02::1", "IPv6 multicast ff00::/8"),
+        ("ff0e::fb", "IPv6 multicast ff00::/8"),
+        ("255.255.255.255", "limited broadcast"),
+        ("192.0.2.1", "documentation 192.0.2.0/24"),
+        ("198.51.100.7", "documentation 198.51.100.0/24"),
+        ("203.0.113.200", "documentation 203.0.113.0/24"),
+        ("2001:db8::1", "documentation 2001:db8::/32"),
+        ("2001:db8:ffff:ffff::1", "documentation 2001:db8::/32"),
+        ("198.18.0.1", "benchmarking 198.18.0.0/15"),
+        ("198.19.255.254", "benchmarking 198.18.0.0/15"),
+        ("fec0::1", "site-local fec0::/10"),
+        ("feff::1", "site-local fec0::/10"),
+        ("64:ff9b::10.0.0.1", "NAT64 of a private address"),
+        ("64:ff9b::127.0.0.1", "NAT64 of loopback"),
+        ("64:ff9b::169.254.169.254", "NAT64 of the metadata address"),
+        ("2002:a00:1::1", "6to4 of 10.0.0.1"),
+        ("2002:7f00:1::", "6to4 of 127.0.0.1"),
+        ("2002:a9fe:a9fe::1", "6to4 of 169.254.169.254"),
+        ("::127.0.0.1", "IPv4-compatible loopback"),
+        ("::192.168.0.1", "IPv4-compatible private address"),
+        ("2001::1", "Teredo 2001::/32"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo 2001::/32"),
+        ("::ffff:100.64.0.1", "IPv4-mapped CGNAT"),
+        ("::ffff:224.0.0.1", "IPv4-mapped multicast"),
+        ("::ffff:198.18.0.1", "IPv4-mapped benchmarking"),
+    ];
+
+    /// Their neighbours, and the same encodings of public addresses, which stay
+    /// reachable: the ranges are no wider than they should be.
+    const GLOBAL: [(&str, &str); 10] = [
+        ("100.63.255.255", "just below 100.64.0.0/10"),
+        ("100.128.0.0", "just above 100.64.0.0/10"),
+        ("223.255.255.255", "just below multicast"),
+        ("192.0.3.1", "just above 192.0.2.0/24"),
+        ("198.17.255.255", "just below 198.18.0.0/15"),
+        ("198.20.0.0", "just above 198.18.0.0/15"),
+        ("64:ff9b::1.1.1.1", "NAT64 of a public address"),
+        ("2002:101:101::1", "6to4 of 1.1.1.1"),
+        ("2001:4860:4860::8888", "global unicast next to Teredo"),
+        ("fbff::1", "just below unique local fc00::/7"),
+    ];
+
+    #[tokio::test]
+    async fn special_purpose_addresses_are_refused_unless_an_entry_names_them() {
+        // An entry that names no address: what every host name's request goes
+        // through once its name resolves.
+        let elsewhere: AllowEntry = "*.example.com".parse().unwrap();
+        for (text, what) in SPECIAL_PURPOSE {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(is_internal(ip), "{text} ({what}) is internal");
+            let target = Origin {
+                scheme: Scheme::Http,
+                host: Host::Ip(ip),
+                port: 8099,
+            };
+            assert_eq!(
+                resolve(&target, &elsewhere).await,
+                Err(Refusal::InternalAddress {
+                    origin: target.to_string(),
+                    address: ip,
+                    literal: target.to_string(),
+                }),
+                "{text} ({what}) is refused"
+            );
+            // Only an entry naming it literally reaches it, as the refusal says.
+            let literal: AllowEntry = target.to_string().parse().unwrap();
+            assert_eq!(
+                resolve(&target, &literal).await,
+                Ok(vec![SocketAddr::new(ip, 8099)]),
+                "{text} ({what}) named literally"
+            );
+        }
+        for (text, what) in GLOBAL {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(!is_internal(ip), "{text} ({what}) is global");
+            let target = Origin {
+                scheme: Scheme::Https,
+                host: Host::Ip(ip),
+                port: 443,
+            };
+            assert_eq!(
+                resolve(&target, &elsewhere).await,
+                Ok(vec![SocketAddr::new(ip, 443)]),
+                "{text} ({what})"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_shorthand_user_info_and_port_zero_are_not_origins() {
+        // Each would reach 127.0.0.1 (or a port chosen by the system) through a
+        // resolver or a URL parser more lenient than the check.
+        for refused in [
+            "http://127.1",
+            "http://127.1:8099",
+            "http://2130706433",
+            "http://2130706433:8099",
+            "http://0x7f.1",
+            "http://0x7f000001",
+            "http://0X7F.0.0.1",
+            "http://0177.0.0.1",
+            "http://127.0.0.1.",
+            "http://127.0.0.1:0",
+            "https://api.github.com:0",
+            "http://127.0.0.1:",
+            "http://user:pass@127.0.0.1:8099",
+            "http://user@api.github.com",
+            "http://:@api.github.com",
+        ] {
+            assert!(refused.parse::<Origin>().is_err(), "{refused} is not an origin");
+        }
+    }
+
     #[tokio::test]
     async fn an_internal_address_needs_a_literal_entry_and_a_name_never_reaches_one() {
         let literal = entries(&["http://127.0.0.1:8099"]);
@@ -426,5 +545,27 @@ mod tests {
         let entry = allowing(&named, &target).unwrap();
         let refusal = resolve(&target, entry).await.unwrap_err();
         assert!(matches!(refusal, Refusal::ResolvesInternal { .. }), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn a_listed_name_that_the_system_resolver_points_at_loopback_is_refused() {
+        // `localhost` is the one name every system resolves to loopback (through
+        // /etc/hosts, not DNS); nothing in the check knows the name itself, so any
+        // other name answered with an internal address goes the same way.
+        for (listed, requested) in [
+            ("http://localhost:8099", "http://localhost:8099"),
+            ("https://localhost", "https://LocalHost:443"),
+        ] {
+            let named = entries(&[listed]);
+            let target = origin(requested);
+            let entry = allowing(&named, &target).unwrap();
+            match resolve(&target, entry).await {
+                Err(Refusal::ResolvesInternal { origin, address }) => {
+                    assert!(address.is_loopback(), "{address}");
+                    assert_eq!(origin, listed);
+                }
+                other => panic!("{requested}: {other:?}"),
+            }
+        }
     }
 }
