@@ -755,7 +755,10 @@ fn the_readme_quickstart_runs_as_written() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let script = quickstart(&readme);
-    assert!(script.contains("127.0.0.1:8080"), "the Quickstart talks to the first command's server");
+    assert!(
+        script.contains("127.0.0.1:8080"),
+        "the Quickstart talks to the first command's server"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = tempfile::tempdir().expect("tempdir");
@@ -790,7 +793,10 @@ fn the_readme_quickstart_runs_as_written() {
         "the Quickstart failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status
     );
-    assert!(stdout.contains("********"), "the secret reads back masked:\n{stdout}");
+    assert!(
+        stdout.contains("********"),
+        "the secret reads back masked:\n{stdout}"
+    );
 
     // Whatever the Quickstart reads from tests/fixtures is secret: none of its lines
     // may show.
@@ -798,24 +804,40 @@ fn the_readme_quickstart_runs_as_written() {
         .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
         .filter(|word| word.starts_with("tests/fixtures/"))
         .collect();
-    assert!(!fixtures.is_empty(), "the Quickstart reads its secret from a file");
+    assert!(
+        !fixtures.is_empty(),
+        "the Quickstart reads its secret from a file"
+    );
     for fixture in fixtures {
         let secret = std::fs::read_to_string(root.join(fixture)).expect("the fixture");
-        for line in secret.lines().filter(|line| line.len() >= 16 && !line.starts_with("-----")) {
+        for line in secret
+            .lines()
+            .filter(|line| line.len() >= 16 && !line.starts_with("-----"))
+        {
             assert!(
                 !stdout.contains(line) && !stderr.contains(line),
                 "a line of {fixture} was printed"
             );
         }
     }
-    assert_eq!(entries(dir.path()), before, "the Quickstart leaves no files behind");
+    assert_eq!(
+        entries(dir.path()),
+        before,
+        "the Quickstart leaves no files behind"
+    );
 }
 
 /// The names in `dir`, sorted.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("a directory")
-        .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -834,7 +856,12 @@ fn run_calling_the_gate(data_dir: &Path, url: &str, gate: &gate::Gate) -> String
         assert!(ok, "{args:?}: {err}");
         json(&out)
     };
-    steps(&["functions", "upload", "fetch", fetch.to_str().expect("a UTF-8 path")]);
+    steps(&[
+        "functions",
+        "upload",
+        "fetch",
+        fetch.to_str().expect("a UTF-8 path"),
+    ]);
     steps(&["functions", "settings", "fetch", "--allowed-host", &gate.origin]);
     let definition = serde_json::json!({ "name": "held", "steps": [
         { "id": "call", "type": "compute", "functionId": "fetch", "params": { "url": gate.url } } ] });
@@ -889,7 +916,10 @@ fn sigterm_hands_runs_in_progress_back() {
     gate.release();
     let finished = finished_run(data.path(), &server.url, &run);
     assert_eq!(finished["status"], "completed", "{finished}");
-    assert_eq!(finished["steps"][0]["attempts"], 2, "the stopped call, then the finished one");
+    assert_eq!(
+        finished["steps"][0]["attempts"], 2,
+        "the stopped call, then the finished one"
+    );
 }
 
 /// A crash on SQLite: `trellis serve` killed with SIGKILL during a call leaves its run
@@ -915,6 +945,9 @@ fn after_a_crash_on_sqlite_the_next_start_takes_the_run_over() {
     gate.release();
     let finished = finished_run(data.path(), &server.url, &run);
     assert_eq!(finished["status"], "completed", "{finished}");
-    assert_eq!(finished["steps"][0]["attempts"], 2, "the lost call, then the finished one");
+    assert_eq!(
+        finished["steps"][0]["attempts"], 2,
+        "the lost call, then the finished one"
+    );
     assert_eq!(finished["steps"][0]["output"]["body"], "released");
 }

@@ -300,10 +300,16 @@ async fn killed_workers_lose_no_step_and_repeat_no_completed_step() {
             let mut shown = Vec::new();
             for run in unfinished.iter().take(3) {
                 let id = run["id"].as_str().expect("an id");
-                shown.push(api.send(reqwest::Method::GET, &format!("/v1/runs/{id}"), None, None).await);
+                shown.push(
+                    api.send(reqwest::Method::GET, &format!("/v1/runs/{id}"), None, None)
+                        .await,
+                );
                 shown.push(json!(worker_lines_about(&logs, id)));
             }
-            panic!("{} runs never completed, among them: {shown:#?}", unfinished.len());
+            panic!(
+                "{} runs never completed, among them: {shown:#?}",
+                unfinished.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

@@ -21,7 +21,13 @@ pub fn dir() -> &'static Path {
         let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(functions.join("Cargo.toml"))
             // The test's own build settings must not reach the wasm build.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -382,7 +382,11 @@ async fn delays_survive_a_restart(backend: Backend) {
         .await;
     let run = server.client.get_run(&run_id).await.unwrap();
     assert_eq!(
-        (run.status.as_str(), step(&run, "pause").status.as_str(), step(&run, "after").status.as_str()),
+        (
+            run.status.as_str(),
+            step(&run, "pause").status.as_str(),
+            step(&run, "after").status.as_str()
+        ),
         ("running", "running", "pending"),
         "the delay is kept across the restart: {run:#?}"
     );
@@ -797,7 +801,10 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     let store = server.store().await;
     let held = || async {
         let (run, _) = store.get_run(&run_id).await.unwrap().expect("the run");
-        (run.due_at.expect("a leased run is due"), run.lease_owner.expect("an owner"))
+        (
+            run.due_at.expect("a leased run is due"),
+            run.lease_owner.expect("an owner"),
+        )
     };
     let (first_end, owner) = held().await;
     let deadline = std::time::Instant::now() + WAIT;
@@ -807,7 +814,10 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
         if end >= first_end + lease {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the lease was never renewed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never renewed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     gate.release();
@@ -922,7 +932,10 @@ const PREFIX_FORMS: [(&str, &str); 8] = [
     ("json", r#"p@ss w/rd\"\\\t~*'!&=+é"#),
     ("jsonAscii", r#"p@ss w/rd\"\\\t~*'!&=+\u00e9"#),
     ("percent", "p%40ss%20w%2Frd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
-    ("percentLower", "p%40ss%20w%2frd%22%5c%09~%2a%27%21%26%3d%2b%c3%a9"),
+    (
+        "percentLower",
+        "p%40ss%20w%2frd%22%5c%09~%2a%27%21%26%3d%2b%c3%a9",
+    ),
     ("queryEscape", "p%40ss+w%2Frd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
     ("uriComponent", "p%40ss%20w%2Frd%22%5C%09~*'!%26%3D%2B%C3%A9"),
     ("pythonQuote", "p%40ss%20w/rd%22%5C%09~%2A%27%21%26%3D%2B%C3%A9"),
@@ -934,7 +947,9 @@ const PREFIX_FORMS: [(&str, &str); 8] = [
 fn encodings(secret: &str) -> Vec<(&'static str, String)> {
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let tail = secret.strip_prefix(SECRET_PREFIX).expect("a secret made from the prefix");
+    let tail = secret
+        .strip_prefix(SECRET_PREFIX)
+        .expect("a secret made from the prefix");
     let mut forms: Vec<(&str, String)> = PREFIX_FORMS
         .iter()
         .map(|(name, prefix)| (*name, format!("{prefix}{tail}")))
@@ -944,7 +959,10 @@ fn encodings(secret: &str) -> Vec<(&'static str, String)> {
         ("base64NoPad", STANDARD_NO_PAD.encode(secret)),
         ("base64Url", URL_SAFE.encode(secret)),
         ("base64UrlNoPad", URL_SAFE_NO_PAD.encode(secret)),
-        ("basicAuth", format!("Basic {}", STANDARD.encode(format!("user:{secret}")))),
+        (
+            "basicAuth",
+            format!("Basic {}", STANDARD.encode(format!("user:{secret}"))),
+        ),
     ]);
     forms
 }
@@ -1014,14 +1032,27 @@ async fn every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors(backend
         for (name, _) in &forms {
             let logged = logs
                 .iter()
-                .find(|e| e.source == trellis_client::LogSource::Log && e.message.starts_with(&format!("{name}: ")))
+                .find(|e| {
+                    e.source == trellis_client::LogSource::Log && e.message.starts_with(&format!("{name}: "))
+                })
                 .unwrap_or_else(|| panic!("{step_id} logged no {name}: {logs:?}"));
-            assert!(masked(name, &logged.message[name.len() + 2..]), "{step_id}: {}", logged.message);
+            assert!(
+                masked(name, &logged.message[name.len() + 2..]),
+                "{step_id}: {}",
+                logged.message
+            );
             let printed = logs
                 .iter()
-                .find(|e| e.source == trellis_client::LogSource::Stdout && e.message.starts_with(&format!("{name}=")))
+                .find(|e| {
+                    e.source == trellis_client::LogSource::Stdout
+                        && e.message.starts_with(&format!("{name}="))
+                })
                 .unwrap_or_else(|| panic!("{step_id} printed no {name}: {logs:?}"));
-            assert!(masked(name, &printed.message[name.len() + 1..]), "{step_id}: {}", printed.message);
+            assert!(
+                masked(name, &printed.message[name.len() + 1..]),
+                "{step_id}: {}",
+                printed.message
+            );
         }
     }
 
@@ -1030,14 +1061,20 @@ async fn every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors(backend
     let error = step(&run, "error").error.clone().expect("an error");
     assert_eq!(error["code"], "function_error", "{error}");
     let message = error["message"].as_str().expect("a message");
-    assert!(message.starts_with("leaked raw=<********> json=<********> "), "{message}");
+    assert!(
+        message.starts_with("leaked raw=<********> json=<********> "),
+        "{message}"
+    );
     for (name, _) in forms.iter().filter(|(name, _)| *name != "basicAuth") {
         assert!(message.contains(&format!("{name}=<********>")), "{message}");
     }
     let run_error = run.error.as_ref().expect("the run's error");
     assert_eq!(run_error["code"], "step_failed");
     assert!(
-        run_error["message"].as_str().unwrap().contains("leaked raw=<********>"),
+        run_error["message"]
+            .as_str()
+            .unwrap()
+            .contains("leaked raw=<********>"),
         "{run_error}"
     );
 
@@ -1045,7 +1082,10 @@ async fn every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors(backend
     let mut searched: Vec<&str> = forms.iter().map(|(_, form)| form.as_str()).collect();
     searched.push(&code);
     let record = raw_run(&server, &run_id).await;
-    assert!(record.contains("leaked raw=<********>"), "the record was searched: {record}");
+    assert!(
+        record.contains("leaked raw=<********>"),
+        "the record was searched: {record}"
+    );
     assert_nowhere(&record, &searched, "the run record");
     let listed = server
         .http
@@ -1060,7 +1100,10 @@ async fn every_encoding_of_a_secret_is_masked_in_outputs_logs_and_errors(backend
     assert!(listed.contains(&run_id), "{listed}");
     assert_nowhere(&listed, &searched, "the run list");
     let stored = String::from_utf8_lossy(&database_bytes(server.database_url())).into_owned();
-    assert!(stored.contains("leaked raw=<********>"), "the stored run was searched");
+    assert!(
+        stored.contains("leaked raw=<********>"),
+        "the stored run was searched"
+    );
     assert_nowhere(&stored, &searched, "the database");
     logs::assert_captured(&["raw: ********", &format!("key={run_id}/output/")]);
     logs::assert_captured(&["raw: ********", &format!("key={run_id}/error/")]);

@@ -8,9 +8,8 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use trellis::store::{
-    CancelOutcome, DecideOutcome, Decision, FunctionSettings, OrchestrationRecord, PutOutcome,
-    RunRecord, RunStatus, StepRecord, StepStatus, Store, StoredDefinition, Transition,
-    UpdateOutcome,
+    CancelOutcome, DecideOutcome, Decision, FunctionSettings, OrchestrationRecord, PutOutcome, RunRecord,
+    RunStatus, StepRecord, StepStatus, Store, StoredDefinition, Transition, UpdateOutcome,
 };
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
@@ -723,7 +722,10 @@ fn start_step(owner: &str, due: i64) -> Transition {
 }
 
 async fn run_of(store: &Store, id: &str) -> Result<(RunRecord, Vec<StepRecord>)> {
-    store.get_run(id).await?.with_context(|| format!("run {id} is stored"))
+    store
+        .get_run(id)
+        .await?
+        .with_context(|| format!("run {id} is stored"))
 }
 
 async fn a_new_run_is_claimed_once_and_leased(store: Store, _url: &str) -> Result<()> {
@@ -734,14 +736,22 @@ async fn a_new_run_is_claimed_once_and_leased(store: Store, _url: &str) -> Resul
     assert_eq!(claim.runs.len(), 1);
     let claimed = &claim.runs[0];
     assert_eq!(claimed.previous_owner, None, "nobody held it before");
-    assert_eq!(claimed.run.status, RunStatus::Running, "a claimed pending run runs");
+    assert_eq!(
+        claimed.run.status,
+        RunStatus::Running,
+        "a claimed pending run runs"
+    );
     assert_eq!(claimed.run.lease_owner.as_deref(), Some("a#1"));
     assert_eq!(claimed.run.due_at, Some(at(31)), "due again when the lease ends");
     assert_eq!(run_of(&store, "run-1").await?.0, claimed.run);
 
     let again = store.claim_runs("b#1", 10, at(2), at(32)).await?;
     assert!(again.runs.is_empty(), "a leased run is nobody else's");
-    assert_eq!(again.next_due, Some(at(31)), "the lease's end is the next thing due");
+    assert_eq!(
+        again.next_due,
+        Some(at(31)),
+        "the lease's end is the next thing due"
+    );
     Ok(())
 }
 
@@ -750,17 +760,30 @@ async fn transitions_are_fenced_on_the_lease_and_the_status(store: Store, _url: 
     store.claim_runs("a#1", 10, at(1), at(31)).await?;
     let before = run_of(&store, "run-1").await?;
 
-    assert!(!store.apply("run-1", "b#1", &start_step("b#1", 31)).await?, "not b's run");
+    assert!(
+        !store.apply("run-1", "b#1", &start_step("b#1", 31)).await?,
+        "not b's run"
+    );
     let stale = Transition {
         expected: RunStatus::Pending,
         ..start_step("a#1", 31)
     };
-    assert!(!store.apply("run-1", "a#1", &stale).await?, "not pending any more");
-    assert_eq!(run_of(&store, "run-1").await?, before, "refused writes change nothing");
+    assert!(
+        !store.apply("run-1", "a#1", &stale).await?,
+        "not pending any more"
+    );
+    assert_eq!(
+        run_of(&store, "run-1").await?,
+        before,
+        "refused writes change nothing"
+    );
 
     assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
     let (run, steps) = run_of(&store, "run-1").await?;
-    assert_eq!((run.current_step.as_deref(), run.step_executions), (Some("s1"), 1));
+    assert_eq!(
+        (run.current_step.as_deref(), run.step_executions),
+        (Some("s1"), 1)
+    );
     assert_eq!(steps, vec![running_step("s1", 1)]);
 
     // The step succeeds and the run completes, releasing it.
@@ -780,30 +803,61 @@ async fn transitions_are_fenced_on_the_lease_and_the_status(store: Store, _url: 
     };
     assert!(store.apply("run-1", "a#1", &done).await?);
     let (run, steps) = run_of(&store, "run-1").await?;
-    assert_eq!((run.status, run.due_at, run.lease_owner), (RunStatus::Completed, None, None));
+    assert_eq!(
+        (run.status, run.due_at, run.lease_owner),
+        (RunStatus::Completed, None, None)
+    );
     assert_eq!(steps, vec![succeeded]);
-    assert!(!store.apply("run-1", "a#1", &done).await?, "a released run takes no more writes");
-    assert!(store.claim_runs("c#1", 10, at(100), at(130)).await?.runs.is_empty());
+    assert!(
+        !store.apply("run-1", "a#1", &done).await?,
+        "a released run takes no more writes"
+    );
+    assert!(
+        store
+            .claim_runs("c#1", 10, at(100), at(130))
+            .await?
+            .runs
+            .is_empty()
+    );
     Ok(())
 }
 
-async fn an_expired_lease_is_taken_over_and_the_old_holder_is_refused(store: Store, _url: &str) -> Result<()> {
+async fn an_expired_lease_is_taken_over_and_the_old_holder_is_refused(
+    store: Store,
+    _url: &str,
+) -> Result<()> {
     store.create_run(&new_run("run-1", 0)).await?;
     store.claim_runs("a#1", 10, at(1), at(31)).await?;
     assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
-    assert!(store.renew_lease("run-1", "a#1", at(41)).await?, "the holder renews");
-    assert!(store.claim_runs("b#1", 10, at(40), at(70)).await?.runs.is_empty(), "not yet expired");
+    assert!(
+        store.renew_lease("run-1", "a#1", at(41)).await?,
+        "the holder renews"
+    );
+    assert!(
+        store.claim_runs("b#1", 10, at(40), at(70)).await?.runs.is_empty(),
+        "not yet expired"
+    );
 
     let claim = store.claim_runs("b#1", 10, at(41), at(71)).await?;
     assert_eq!(claim.runs.len(), 1, "expired at second 41");
     let taken = &claim.runs[0];
     assert_eq!(taken.previous_owner.as_deref(), Some("a#1"));
     assert_eq!(taken.run.status, RunStatus::Running);
-    assert_eq!(taken.steps, vec![running_step("s1", 1)], "with the step records as they were");
+    assert_eq!(
+        taken.steps,
+        vec![running_step("s1", 1)],
+        "with the step records as they were"
+    );
 
-    assert!(!store.renew_lease("run-1", "a#1", at(80)).await?, "a's lease is gone");
+    assert!(
+        !store.renew_lease("run-1", "a#1", at(80)).await?,
+        "a's lease is gone"
+    );
     assert!(!store.apply("run-1", "a#1", &start_step("a#1", 80)).await?);
-    assert_eq!(run_of(&store, "run-1").await?.0.lease_owner.as_deref(), Some("b#1"));
+    assert_eq!(
+        run_of(&store, "run-1").await?.0.lease_owner.as_deref(),
+        Some("b#1")
+    );
     Ok(())
 }
 
@@ -814,14 +868,21 @@ async fn concurrent_claims_never_share_a_run(store: Store, _url: &str) -> Result
     let claims: Vec<_> = (0..4)
         .map(|worker| {
             let store = store.clone();
-            tokio::spawn(async move { store.claim_runs(&format!("w{worker}#1"), 15, at(50), at(80)).await })
+            tokio::spawn(async move {
+                store
+                    .claim_runs(&format!("w{worker}#1"), 15, at(50), at(80))
+                    .await
+            })
         })
         .collect();
     let mut claimed = Vec::new();
     for claim in claims {
         for run in claim.await??.runs {
             let stored = run_of(&store, &run.run.id).await?.0;
-            assert_eq!(stored.lease_owner, run.run.lease_owner, "the claim that says so holds it");
+            assert_eq!(
+                stored.lease_owner, run.run.lease_owner,
+                "the claim that says so holds it"
+            );
             claimed.push(run.run.id);
         }
     }
@@ -835,18 +896,32 @@ async fn released_leases_are_due_at_once_and_only_the_workers_own(store: Store, 
     for (n, owner) in ["w-1#1", "w-1#2", "w-10#1"].iter().enumerate() {
         let id = format!("run-{n}");
         store.create_run(&new_run(&id, n as i64)).await?;
-        assert_eq!(store.claim_runs(owner, 1, at(1), at(31)).await?.runs[0].run.id, id);
+        assert_eq!(
+            store.claim_runs(owner, 1, at(1), at(31)).await?.runs[0].run.id,
+            id
+        );
     }
     assert_eq!(store.release_leases("w-1#", at(5)).await?, 2);
     for id in ["run-0", "run-1"] {
         let run = run_of(&store, id).await?.0;
-        assert_eq!((run.lease_owner, run.due_at), (None, Some(at(5))), "{id} is due at once");
+        assert_eq!(
+            (run.lease_owner, run.due_at),
+            (None, Some(at(5))),
+            "{id} is due at once"
+        );
     }
     let kept = run_of(&store, "run-2").await?.0;
-    assert_eq!(kept.lease_owner.as_deref(), Some("w-10#1"), "another worker's prefix");
+    assert_eq!(
+        kept.lease_owner.as_deref(),
+        Some("w-10#1"),
+        "another worker's prefix"
+    );
     let claim = store.claim_runs("x#1", 10, at(5), at(35)).await?;
     assert_eq!(claim.runs.len(), 2, "handed back, taken up at once");
-    assert!(claim.runs.iter().all(|run| run.previous_owner.is_none()), "no takeover: given back");
+    assert!(
+        claim.runs.iter().all(|run| run.previous_owner.is_none()),
+        "no takeover: given back"
+    );
     Ok(())
 }
 
@@ -874,20 +949,33 @@ async fn a_waiting_approval_is_decided_once(store: Store, _url: &str) -> Result<
     };
     assert_eq!(
         store.decide("run-1", &decision("other"), at(2)).await?,
-        DecideOutcome::NotWaiting { status: RunStatus::Waiting },
+        DecideOutcome::NotWaiting {
+            status: RunStatus::Waiting
+        },
         "not the step it waits on"
     );
-    assert_eq!(store.decide("run-1", &decision("gate"), at(3)).await?, DecideOutcome::Decided);
+    assert_eq!(
+        store.decide("run-1", &decision("gate"), at(3)).await?,
+        DecideOutcome::Decided
+    );
     let (run, steps) = run_of(&store, "run-1").await?;
-    assert_eq!((run.status, run.due_at, run.lease_owner), (RunStatus::Running, Some(at(3)), None));
+    assert_eq!(
+        (run.status, run.due_at, run.lease_owner),
+        (RunStatus::Running, Some(at(3)), None)
+    );
     assert_eq!(steps[0].status, StepStatus::Succeeded);
     assert_eq!(steps[0].output, decision("gate").output.into());
     assert_eq!(
         store.decide("run-1", &decision("gate"), at(4)).await?,
-        DecideOutcome::NotWaiting { status: RunStatus::Running },
+        DecideOutcome::NotWaiting {
+            status: RunStatus::Running
+        },
         "decided already"
     );
-    assert_eq!(store.decide("nope", &decision("gate"), at(4)).await?, DecideOutcome::NotFound);
+    assert_eq!(
+        store.decide("nope", &decision("gate"), at(4)).await?,
+        DecideOutcome::NotFound
+    );
     Ok(())
 }
 
@@ -896,19 +984,28 @@ async fn cancelling_ends_an_unfinished_run_once(store: Store, _url: &str) -> Res
     store.claim_runs("a#1", 10, at(1), at(31)).await?;
     assert!(store.apply("run-1", "a#1", &start_step("a#1", 31)).await?);
     let error = r#"{"code":"cancelled","message":"cancelled by a caller"}"#;
-    assert_eq!(store.cancel_run("run-1", error, at(2)).await?, CancelOutcome::Cancelled);
+    assert_eq!(
+        store.cancel_run("run-1", error, at(2)).await?,
+        CancelOutcome::Cancelled
+    );
     let (run, steps) = run_of(&store, "run-1").await?;
     assert_eq!(
         (run.status, run.due_at, run.lease_owner, run.error.as_deref()),
         (RunStatus::Cancelled, None, None, Some(error))
     );
     assert_eq!(steps[0].status, StepStatus::Cancelled, "its running step with it");
-    assert!(!store.apply("run-1", "a#1", &start_step("a#1", 40)).await?, "the worker is fenced out");
+    assert!(
+        !store.apply("run-1", "a#1", &start_step("a#1", 40)).await?,
+        "the worker is fenced out"
+    );
     assert_eq!(
         store.cancel_run("run-1", error, at(3)).await?,
         CancelOutcome::Finished(RunStatus::Cancelled)
     );
-    assert_eq!(store.cancel_run("nope", error, at(3)).await?, CancelOutcome::NotFound);
+    assert_eq!(
+        store.cancel_run("nope", error, at(3)).await?,
+        CancelOutcome::NotFound
+    );
     Ok(())
 }
 
@@ -927,8 +1024,14 @@ async fn runs_list_newest_first_by_status(store: Store, _url: &str) -> Result<()
         ["run-4", "run-3", "run-2", "run-1", "run-0"]
     );
     assert_eq!(ids(store.list_runs("orch-a", None, 2).await?), ["run-4", "run-3"]);
-    assert_eq!(ids(store.list_runs("orch-a", Some(RunStatus::Cancelled), 100).await?), ["run-3"]);
-    assert_eq!(ids(store.list_runs("orch-a", Some(RunStatus::Pending), 2).await?), ["run-4", "run-2"]);
+    assert_eq!(
+        ids(store.list_runs("orch-a", Some(RunStatus::Cancelled), 100).await?),
+        ["run-3"]
+    );
+    assert_eq!(
+        ids(store.list_runs("orch-a", Some(RunStatus::Pending), 2).await?),
+        ["run-4", "run-2"]
+    );
     assert!(store.list_runs("orch-c", None, 100).await?.is_empty());
     ensure!(store.get_run("nope").await?.is_none(), "an unknown run is absent");
     Ok(())
