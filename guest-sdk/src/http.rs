@@ -143,23 +143,27 @@ impl Request {
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
-            other => return Err(HttpError::new(format!("unsupported scheme `{other}`"))),
+            // Named only when it is a scheme: a URL without one could put part of its
+            // query (`host/x?token=…&next=https://…`) before the first `://`.
+            other if is_scheme(other) => return Err(HttpError::new(format!("unsupported scheme `{other}`"))),
+            _ => return Err(HttpError::new("the URL's scheme is not http or https")),
         };
-        // A fragment is for the client; it is not sent.
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(at) => (&rest[..at], &rest[at..]),
-            None => (rest, "/"),
-        };
-        if authority.contains('@') {
+        // User info is looked for up to the path or the query, across a `#`: a
+        // password may hold one, and `user:pa#ss@host` must not pass as the host
+        // `user:pa` with the rest of the password taken for a fragment.
+        if rest[..rest.find(['/', '?']).unwrap_or(rest.len())].contains('@') {
             return Err(HttpError::new(
                 "the URL has user info (user:password@host); send credentials in a header instead",
             ));
         }
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_owned()
+        // The authority ends at the path, the query or the fragment.
+        let (authority, rest) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        // A fragment is for the client; it is not sent.
+        let path = rest.split_once('#').map_or(rest, |(before, _)| before);
+        let path = match path {
+            "" => "/".to_owned(),
+            query if query.starts_with('?') => format!("/{query}"),
+            path => path.to_owned(),
         };
         let method = match self.method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
@@ -354,7 +358,8 @@ impl HttpError {
 fn failed(code: ErrorCode) -> HttpError {
     let (message, retryable) = match code {
         ErrorCode::HttpRequestDenied => (
-            "the request was refused by the function's allowedHosts (its logs say which setting would allow it)"
+            "the request was refused by the host: its origin is not in the function's allowedHosts, \
+             or the call already made as many requests as it may (the function's logs say which)"
                 .to_owned(),
             false,
         ),
@@ -374,6 +379,15 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+/// RFC 3986's scheme syntax, and short: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    const LONGEST_NAMED: usize = 16;
+    let mut chars = text.chars();
+    text.len() <= LONGEST_NAMED
+        && chars.next().is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
 
 #[cfg(test)]
 mod tests {
@@ -548,10 +562,24 @@ mod tests {
             ("api.example.com/items?token=s3cr3t", "the URL is not absolute"),
             ("ftp://files.example.com/s3cr3t", "unsupported scheme `ftp`"),
             ("https://deploy:s3cr3t@example.com/", "the URL has user info"),
+            ("https://deploy:s3#cr3t@example.com/", "the URL has user info"),
+            (
+                "api.example.com/items?token=S3cr3t&next=https://app/",
+                "the URL's scheme is not http or https",
+            ),
+            (
+                "deploy:Pa55s3cr3t@host/x?cb=https://app/",
+                "the URL's scheme is not http or https",
+            ),
         ] {
             let error = get(url).send().expect_err(url);
             assert!(error.message.starts_with(says), "{url}: {}", error.message);
-            assert!(!error.message.contains("s3cr3t"), "{url}: {}", error.message);
+            let lowered = error.message.to_ascii_lowercase();
+            assert!(
+                !lowered.contains("s3cr3t") && !lowered.contains("s3"),
+                "{url}: {}",
+                error.message
+            );
             assert!(!error.retryable, "{url}: a bad URL stays bad");
         }
     }

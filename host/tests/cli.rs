@@ -776,8 +776,8 @@ fn the_readme_quickstart_runs_as_written() {
     let before = entries(dir.path());
 
     let address = server.url.trim_start_matches("http://");
-    let output = Command::new("bash")
-        .args(["-euo", "pipefail", "-c"])
+    let output = Command::new("timeout")
+        .args(["600", "bash", "-euo", "pipefail", "-c"])
         .arg(script.replace("127.0.0.1:8080", address))
         .current_dir(dir.path())
         // The CLI's default address is the Quickstart's; here it is this server's.
@@ -796,6 +796,19 @@ fn the_readme_quickstart_runs_as_written() {
     assert!(
         stdout.contains("********"),
         "the secret reads back masked:\n{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert!(lines.contains(&"completed"), "the run completed:\n{stdout}");
+    // The step that got the key printed its digest, and `sha256sum` of the key file
+    // agrees.
+    let checked = lines
+        .iter()
+        .find_map(|line| line.strip_suffix("tests/fixtures/github-app-pkcs1.pem"))
+        .map(str::trim)
+        .expect("the Quickstart checks the key's digest with sha256sum");
+    assert!(
+        checked.len() == 64 && lines.contains(&checked),
+        "the step received the key from the file:\n{stdout}"
     );
 
     // Whatever the Quickstart reads from tests/fixtures is secret: none of its lines
@@ -862,7 +875,16 @@ fn run_calling_the_gate(data_dir: &Path, url: &str, gate: &gate::Gate) -> String
         "fetch",
         fetch.to_str().expect("a UTF-8 path"),
     ]);
-    steps(&["functions", "settings", "fetch", "--allowed-host", &gate.origin]);
+    // A deadline far past the gate's patience: only the server can end a held call.
+    steps(&[
+        "functions",
+        "settings",
+        "fetch",
+        "--allowed-host",
+        &gate.origin,
+        "--timeout-ms",
+        "300000",
+    ]);
     let definition = serde_json::json!({ "name": "held", "steps": [
         { "id": "call", "type": "compute", "functionId": "fetch", "params": { "url": gate.url } } ] });
     let orchestration = steps(&["orchestrations", "create", &definition.to_string()]);
@@ -877,6 +899,21 @@ fn finished_run(data_dir: &Path, url: &str, run: &str) -> Value {
     let (ok, out, err) = cli_json(data_dir, url, &["runs", "get", run]);
     assert!(ok, "{err}");
     json(&out)
+}
+
+/// How `child` exited, failing the test if it has not within `patience`.
+fn exit_status(child: &mut Child, patience: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the process") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process did not exit within {patience:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// SIGTERM while a step is in its call: `trellis serve` gives the call its grace
@@ -904,7 +941,7 @@ fn sigterm_hands_runs_in_progress_back() {
         gate::Event::HungUp,
         "the call is stopped after the grace period"
     );
-    let exited = server.child.wait().expect("waiting for serve");
+    let exited = exit_status(&mut server.child, std::time::Duration::from_secs(60));
     assert!(exited.success(), "serve exits cleanly on SIGTERM: {exited}");
 
     let server = serve_with_env(data.path(), &logs.path().join("second.out"), &long_lease);
@@ -931,7 +968,7 @@ fn after_a_crash_on_sqlite_the_next_start_takes_the_run_over() {
     let mut gate = runtime.block_on(gate::Gate::start());
     let data = tempfile::tempdir().expect("tempdir");
     let logs = tempfile::tempdir().expect("tempdir");
-    let short_lease = [("TRELLIS_LEASE_MS", "1000")];
+    let short_lease = [("TRELLIS_LEASE_MS", "2000")];
     let mut server = serve_with_env(data.path(), &logs.path().join("first.out"), &short_lease);
     let run = run_calling_the_gate(data.path(), &server.url, &gate);
     assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);

@@ -353,7 +353,7 @@ async fn delays_survive_a_restart(backend: Backend) {
         &server,
         json!([
             { "id": "before", "type": "compute", "functionId": "echo" },
-            { "id": "pause", "type": "delay", "delayMs": 1500 },
+            { "id": "pause", "type": "delay", "delayMs": 4000 },
             { "id": "after", "type": "compute", "functionId": "echo" }
         ]),
     )
@@ -396,7 +396,7 @@ async fn delays_survive_a_restart(backend: Backend) {
     let pause = step(&run, "pause");
     let waited = pause.finished_at.unwrap() - pause.started_at.unwrap();
     assert!(
-        waited >= chrono::TimeDelta::milliseconds(1500),
+        waited >= chrono::TimeDelta::milliseconds(4000),
         "the delay lasted {waited}"
     );
     assert_eq!(step(&run, "after").status, "succeeded");
@@ -833,7 +833,7 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
 /// function's connection, and the call's result never lands.
 async fn cancelling_a_running_run_stops_its_call(backend: Backend) {
     let options = Options {
-        lease: Duration::from_secs(1),
+        lease: Duration::from_secs(2),
         ..Options::default()
     };
     let server = start_with(backend, options).await;
@@ -871,8 +871,10 @@ async fn open_gate(server: &TestServer) -> Gate {
         .upload_function("fetch", component("fetch"))
         .await
         .expect("uploading fetch");
+    // A deadline far past the gate's patience: only the engine can end a held call.
     let patch = SettingsPatch {
         allowed_hosts: Some(vec![gate.origin.clone()]),
+        timeout_ms: Some(300_000),
         ..Default::default()
     };
     server

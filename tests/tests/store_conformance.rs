@@ -675,21 +675,11 @@ fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(seconds)
 }
 
-/// A new pending run of `orch-a`, due at second 0.
+/// A new pending run of `orch-a`, due at second 0, created at second `created`.
 fn new_run(id: &str, created: i64) -> RunRecord {
     RunRecord {
-        id: id.into(),
-        orchestration_id: "orch-a".into(),
-        orchestration_version: 1,
-        status: RunStatus::Pending,
-        input: r#"{"n":1}"#.into(),
-        error: None,
-        current_step: None,
-        step_executions: 0,
         due_at: Some(at(0)),
-        lease_owner: None,
-        created_at: at(created),
-        updated_at: at(created),
+        ..RunRecord::pending(id.into(), "orch-a".into(), 1, r#"{"n":1}"#.into(), at(created))
     }
 }
 

@@ -581,20 +581,7 @@ mod tests {
 
     /// A run just started with `input`, as the first claim at `now` hands it over.
     fn started(input: Value, now: DateTime<Utc>) -> RunState {
-        let run = RunRecord {
-            id: "run-1".into(),
-            orchestration_id: "orch-1".into(),
-            orchestration_version: 1,
-            status: RunStatus::Pending,
-            input: input.to_string(),
-            error: None,
-            current_step: None,
-            step_executions: 0,
-            due_at: Some(now),
-            lease_owner: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let run = RunRecord::pending("run-1".into(), "orch-1".into(), 1, input.to_string(), now);
         claimed(run, Vec::new(), OWNER, now)
     }
 

@@ -91,20 +91,13 @@ impl Runs {
             .await?
             .ok_or_else(|| RunsError::OrchestrationNotFound(orchestration_id.to_owned()))?;
         let now = now();
-        let run = RunRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            orchestration_id: orchestration.id,
-            orchestration_version: orchestration.version,
-            status: RunStatus::Pending,
+        let run = RunRecord::pending(
+            uuid::Uuid::new_v4().to_string(),
+            orchestration.id,
+            orchestration.version,
             input,
-            error: None,
-            current_step: None,
-            step_executions: 0,
-            due_at: Some(now),
-            lease_owner: None,
-            created_at: now,
-            updated_at: now,
-        };
+            now,
+        );
         store.create_run(&run).await?;
         Ok(view::summary(run)?)
     }

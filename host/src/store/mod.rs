@@ -280,37 +280,32 @@ impl Store {
 /// `url` with any password replaced by `***`, for error messages and logs. Covers the
 /// userinfo form (`postgres://user:secret@host/db`) and the `password=` query parameter
 /// that PostgreSQL URLs also accept.
+///
+/// The userinfo is taken to end at the URL's last `@`, not at the first `/` or `?`:
+/// a password typed without percent-encoding may hold either, and too much hidden is
+/// the safe side of a mistake.
 pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    let masked = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, after)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{after}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     };
-    let mut out = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-                    None => base.to_owned(),
-                },
-                None => base.to_owned(),
-            }
-        }
-        None => base.to_owned(),
+    let Some((base, query)) = masked.split_once('?') else {
+        return masked;
     };
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 /// The current time at the precision both backends store (PostgreSQL keeps
@@ -369,6 +364,12 @@ mod tests {
                 "sqlite://./trellis-data/trellis.db",
             ),
             ("sqlite::memory:", "sqlite::memory:"),
+            // Passwords typed without percent-encoding.
+            ("postgres://app:pa/ss@db/trellis", "postgres://app:***@db/trellis"),
+            (
+                "postgres://app:pa?ss&x@db/trellis?sslmode=require",
+                "postgres://app:***@db/trellis?sslmode=require",
+            ),
         ];
         for (url, want) in cases {
             assert_eq!(redact_url(url), want, "{url}");

@@ -49,6 +49,32 @@ pub struct RunRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl RunRecord {
+    /// A run just started: `pending`, due at `now`, with nothing done yet.
+    pub fn pending(
+        id: String,
+        orchestration_id: String,
+        orchestration_version: i64,
+        input: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            orchestration_id,
+            orchestration_version,
+            status: RunStatus::Pending,
+            input,
+            error: None,
+            current_step: None,
+            step_executions: 0,
+            due_at: Some(now),
+            lease_owner: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A `run_steps` row: the latest execution of one step in one run.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StepRecord {
