@@ -313,6 +313,18 @@ mod tests {
         }
     }
 
+    /// A request's head, up to and with the blank line, read a byte at a time so that
+    /// nothing of the body is taken with it.
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            socket.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        head
+    }
+
     /// A loopback server for one request: reads its head and up to `Content-Length`
     /// body bytes, answers `200` with `answer` bytes of body, and reports how many
     /// body bytes it received.
@@ -321,12 +333,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let served = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                socket.read_exact(&mut byte).await.unwrap();
-                head.push(byte[0]);
-            }
+            let head = read_head(&mut socket).await;
             let length: usize = String::from_utf8_lossy(&head)
                 .to_ascii_lowercase()
                 .lines()
@@ -462,12 +469,7 @@ mod tests {
         answer.push_str("\r\n");
         let served = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                socket.read_exact(&mut byte).await.unwrap();
-                head.push(byte[0]);
-            }
+            let head = read_head(&mut socket).await;
             socket.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8(head).unwrap()
         });
