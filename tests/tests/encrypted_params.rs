@@ -256,6 +256,25 @@ async fn updates_keep_remove_and_refuse(backend: Backend) {
             "{message}"
         );
     }
+    // The step pointed at another function with its secrets kept: refused, or any
+    // function (one that prints or digests what it gets) could be handed them.
+    server
+        .client
+        .upload_function("echo", component("echo"))
+        .await
+        .expect("upload echo");
+    let mut repointed = update.clone();
+    repointed["steps"][2]["functionId"] = json!("echo");
+    let (status, error) = send(&server, reqwest::Method::PUT, &path, &repointed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["code"], "invalid_encrypted_params");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(
+            "step `provision-repo`: encryptedParams `GITHUB_PRIVATE_KEY`: the step now calls another function"
+        ),
+        "{message}"
+    );
     let mut on_approval = update.clone();
     on_approval["steps"][1]["encryptedParams"] = json!({ "K": { "value": "v", "encrypt": true } });
     let (status, error) = send(&server, reqwest::Method::PUT, &path, &on_approval).await;
@@ -404,9 +423,26 @@ async fn rotation_then_rewrap_then_retire_the_old_key(backend: Backend) {
         .await
         .ok()
         .expect("start");
+    let mut retired = Vec::new();
+    for param in ["GITHUB_APP_ID", "GITHUB_PRIVATE_KEY"] {
+        let (blob, version) = stored_blob(&server, &old_id, param).await;
+        assert_eq!(version, 1);
+        retired.push(blob.split(':').nth(1).expect("iv:ciphertext:tag").to_owned());
+    }
     let rotation = rotation(&server).await;
     let report = rotation.rewrap_all().await.expect("rewrap");
     assert_eq!((report.definitions, report.params), (1, 2));
+    // Nothing of the blobs under key 1 stays in any database file (on SQLite the
+    // freed bytes are zeroed and the write-ahead log emptied; a dump of PostgreSQL
+    // holds live rows only).
+    assert!(report.checkpointed, "the server was idle: the log is emptied");
+    let stored = String::from_utf8_lossy(&database_bytes(server.database_url())).into_owned();
+    for ciphertext in &retired {
+        assert!(
+            !stored.contains(ciphertext.as_str()),
+            "a blob under the retired key is still stored"
+        );
+    }
     assert_eq!(rotation.rewrap_all().await.expect("again").params, 0);
     let counts = rotation.count_by_version().await.expect("status");
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(2, 4)]);

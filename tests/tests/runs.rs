@@ -751,6 +751,33 @@ async fn caps_stop_loops_and_oversized_outputs(backend: Backend) {
         step(&run, "huge").error.as_ref().unwrap()["code"],
         "output_too_large"
     );
+
+    // Template fan-out: a thousand params, each the whole (almost 1 MiB) input. The
+    // step's budget stops it at the third copy; the node keeps serving.
+    let params: serde_json::Map<String, Value> = (0..1000)
+        .map(|n| (format!("p{n:04}"), json!("{{ input }}")))
+        .collect();
+    let run = run_to_end(
+        &server,
+        json!([{ "id": "fan", "type": "compute", "functionId": "echo", "params": params }]),
+        json!({ "big": "x".repeat(1_000_000) }),
+    )
+    .await;
+    assert_eq!(run.status, "failed");
+    let error = step(&run, "fan").error.clone().unwrap();
+    assert_eq!(error["code"], "template_error", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("reached at param `p0002`"),
+        "two copies fit in the budget, the third does not: {error}"
+    );
+    let echoed = server
+        .client
+        .invoke_function("echo", &json!({ "still": "serving" }))
+        .await;
+    assert_eq!(echoed.expect("the node still serves").output["still"], "serving");
 }
 
 async fn without_workers_runs_wait_for_one(backend: Backend) {

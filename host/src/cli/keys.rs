@@ -47,6 +47,12 @@ impl KeysCommand {
                     rotation.keyring().current_version()
                 );
                 print_status(&rotation).await?;
+                if report.failures.is_empty() && !report.checkpointed {
+                    eprintln!(
+                        "warning: another process was reading the database, so copies of the old blobs may stay in \
+                         its write-ahead log until the next checkpoint; run rewrap again when the server is idle"
+                    );
+                }
                 if !report.failures.is_empty() {
                     for failure in &report.failures {
                         eprintln!("not rewrapped: {failure}");

@@ -15,17 +15,20 @@
 //! - `\{{` is a literal `{{` (the backslash is dropped), so params can carry text in
 //!   other template languages: `"\{{ name }}"` resolves to `"{{ name }}"`. A backslash
 //!   anywhere else is kept; there is no way to write a backslash right before a template.
-//! - One resolved param may be at most [`MAX_PARAM_BYTES`] as compact JSON.
+//! - All of one step's resolved params together may be at most
+//!   [`MAX_STEP_PARAMS_BYTES`] as compact JSON, counted while they are built.
 
 use super::context::RunContext;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
-/// The largest resolved param, as compact JSON text. A template can copy the whole
-/// run input or a step output (each capped at 1 MiB by the engine) and can repeat it;
-/// without a cap one param could multiply that into the step input. 1 MiB lets one
-/// whole input or output through once, the largest use that makes sense.
-pub const MAX_PARAM_BYTES: usize = 1 << 20;
+/// The most all of one step's resolved params may add up to, as compact JSON text. A
+/// template can copy the whole run input or a step output (each capped at 1 MiB by
+/// the engine) and can repeat it, in one param or in many (a 1 MiB definition holds
+/// tens of thousands of `"{{ input }}"` params): without one budget per step a step
+/// could make a node hold gigabytes. 2 MiB lets one whole input and one whole output
+/// through once, the largest use that makes sense.
+pub const MAX_STEP_PARAMS_BYTES: usize = 2 << 20;
 
 /// Why params could not be resolved. Messages name the param and path, never a value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,7 +37,10 @@ pub enum TemplateError {
     /// template sits deeper inside it.
     #[error("param `{param}`: template path `{path}` does not resolve in the run context")]
     Missing { param: String, path: String },
-    #[error("param `{param}` resolves to more than {MAX_PARAM_BYTES} bytes of JSON")]
+    /// `param` is where the step's budget ran out.
+    #[error(
+        "the step's params resolve to more than {MAX_STEP_PARAMS_BYTES} bytes of JSON (reached at param `{param}`)"
+    )]
     TooLarge { param: String },
 }
 
@@ -43,18 +49,16 @@ pub fn resolve_params(
     params: &Map<String, Value>,
     ctx: &RunContext<'_>,
 ) -> Result<Map<String, Value>, TemplateError> {
+    let mut budget = Budget { used: 0 };
     params
         .iter()
-        .map(|(name, value)| {
-            let mut budget = Budget { used: 0 };
-            match resolve(value, ctx, &mut budget) {
-                Ok(resolved) => Ok((name.clone(), resolved)),
-                Err(Problem::Missing { path, mut at }) => {
-                    at.insert_str(0, name);
-                    Err(TemplateError::Missing { param: at, path })
-                }
-                Err(Problem::TooLarge) => Err(TemplateError::TooLarge { param: name.clone() }),
+        .map(|(name, value)| match resolve(value, ctx, &mut budget) {
+            Ok(resolved) => Ok((name.clone(), resolved)),
+            Err(Problem::Missing { path, mut at }) => {
+                at.insert_str(0, name);
+                Err(TemplateError::Missing { param: at, path })
             }
+            Err(Problem::TooLarge) => Err(TemplateError::TooLarge { param: name.clone() }),
         })
         .collect()
 }
@@ -78,8 +82,8 @@ impl Problem {
     }
 }
 
-/// Counts the compact JSON size of one param as it is built, so that a param that
-/// would grow past the cap stops before it is materialised.
+/// Counts the compact JSON size of a step's params as they are built, so that params
+/// that would grow past the cap stop before they are materialised.
 struct Budget {
     used: usize,
 }
@@ -87,7 +91,7 @@ struct Budget {
 impl Budget {
     fn charge(&mut self, bytes: usize) -> Result<(), Problem> {
         self.used = self.used.saturating_add(bytes);
-        if self.used > MAX_PARAM_BYTES {
+        if self.used > MAX_STEP_PARAMS_BYTES {
             Err(Problem::TooLarge)
         } else {
             Ok(())
@@ -95,7 +99,7 @@ impl Budget {
     }
 
     fn remaining(&self) -> usize {
-        MAX_PARAM_BYTES.saturating_sub(self.used)
+        MAX_STEP_PARAMS_BYTES.saturating_sub(self.used)
     }
 }
 
@@ -462,12 +466,12 @@ mod tests {
     fn size_cap_is_exact_on_the_compact_json() {
         // `{"a":[` + `"x…x"` + `,1]}`: 6 + (n + 2) + 4 bytes.
         let shell = json!({ "a": ["{{ input.big }}", 1] });
-        let fits = MAX_PARAM_BYTES - 12;
+        let fits = MAX_STEP_PARAMS_BYTES - 12;
         let f = Fixture::new(json!({ "big": "x".repeat(fits) }));
         let resolved = resolve_with(&f, json!({ "p": shell.clone() })).unwrap();
         assert_eq!(
             serde_json::to_string(&resolved["p"]).unwrap().len(),
-            MAX_PARAM_BYTES
+            MAX_STEP_PARAMS_BYTES
         );
 
         let f = Fixture::new(json!({ "big": "x".repeat(fits + 1) }));
@@ -478,38 +482,60 @@ mod tests {
     }
 
     #[test]
-    fn size_cap_stops_repeated_interpolation_and_applies_per_param() {
-        let f = Fixture::new(json!({ "chunk": "y".repeat(300 * 1024) }));
-        // Four copies of 300 KiB interpolated into one string exceed 1 MiB.
+    fn one_budget_covers_every_param_of_the_step() {
+        let f = Fixture::new(json!({ "chunk": "y".repeat(600 * 1024) }));
+        // Four copies of 600 KiB interpolated into one string exceed 2 MiB.
         let err = resolve_with(
             &f,
-            json!({ "small": "{{ input.chunk }}", "big": "{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}" }),
+            json!({ "big": "{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}" }),
         )
         .unwrap_err();
         assert_eq!(err, TemplateError::TooLarge { param: "big".into() });
-        assert!(err.to_string().contains("1048576"));
+        assert!(err.to_string().contains("2097152"), "{err}");
 
-        // The same four copies as separate params are fine: the cap is per param.
-        let resolved = resolve_with(
+        // So do the same four copies as separate params: the budget is the step's,
+        // and it runs out at the fourth.
+        let err = resolve_with(
             &f,
             json!({ "a": "{{ input.chunk }}", "b": "{{ input.chunk }}", "c": "{{ input.chunk }}", "d": "{{ input.chunk }}" }),
         )
-        .unwrap();
-        assert_eq!(resolved.as_object().map(Map::len), Some(4));
-
-        // Four exact copies in one array param also exceed it.
-        let err = resolve_with(
-            &f,
-            json!({ "list": ["{{ input.chunk }}", "{{ input.chunk }}", "{{ input.chunk }}", "{{ input.chunk }}"] }),
-        )
         .unwrap_err();
-        assert_eq!(err, TemplateError::TooLarge { param: "list".into() });
+        assert_eq!(err, TemplateError::TooLarge { param: "d".into() });
+
+        // Three fit, in params or in one array.
+        let three = json!({ "a": "{{ input.chunk }}", "b": "{{ input.chunk }}", "c": "{{ input.chunk }}" });
+        assert_eq!(
+            resolve_with(&f, three).unwrap().as_object().map(Map::len),
+            Some(3)
+        );
+        let list = json!({ "list": ["{{ input.chunk }}", "{{ input.chunk }}", "{{ input.chunk }}", "{{ input.chunk }}"] });
+        assert_eq!(
+            resolve_with(&f, list).unwrap_err(),
+            TemplateError::TooLarge { param: "list".into() }
+        );
+    }
+
+    /// The fan-out that made a node hold gigabytes: a thousand params, each the whole
+    /// input. It stops at the budget, having built at most about that much.
+    #[test]
+    fn a_thousand_copies_of_the_input_stop_at_the_budget() {
+        let f = Fixture::new(json!({ "big": "z".repeat(1 << 20) }));
+        let params: Map<String, Value> = (0..1000)
+            .map(|n| (format!("p{n:04}"), json!("{{ input }}")))
+            .collect();
+        let err = resolve_with(&f, Value::Object(params)).unwrap_err();
+        assert_eq!(
+            err,
+            TemplateError::TooLarge {
+                param: "p0001".into()
+            }
+        );
     }
 
     #[test]
     fn json_escapes_count_toward_the_cap() {
         // Each `"` serialises as two bytes, so half the cap in quotes is over it.
-        let f = Fixture::new(json!({ "quotes": "\"".repeat(MAX_PARAM_BYTES / 2) }));
+        let f = Fixture::new(json!({ "quotes": "\"".repeat(MAX_STEP_PARAMS_BYTES / 2) }));
         assert_eq!(
             resolve_with(&f, json!({ "q": "{{ input.quotes }}" })).unwrap_err(),
             TemplateError::TooLarge { param: "q".into() }

@@ -23,21 +23,26 @@ pub fn seal_sent(
     for step in &mut sent.steps {
         let Step::Compute(compute) = step else { continue };
         let step_id = compute.id.clone();
+        let function_id = compute.function_id.clone();
         for (name, entry) in compute.encrypted_params.iter_mut().flatten() {
             let binding = Binding {
                 orchestration_id,
                 step_id: &step_id,
                 param: name,
             };
-            *entry = stored_entry(entry, &binding, previous, keyring)?;
+            *entry = stored_entry(entry, &binding, &function_id, previous, keyring)?;
         }
     }
     Ok(())
 }
 
+/// `function_id` is the function the step calls in `sent`: a stored secret is kept
+/// only for the function it was given to. Whoever may point a step elsewhere could
+/// otherwise have any function (`digest`, one of their own) receive it.
 fn stored_entry(
     sent: &ParamEntry,
     binding: &Binding,
+    function_id: &str,
     previous: Option<&Definition>,
     keyring: &Keyring,
 ) -> Result<ParamEntry, InvalidParam> {
@@ -57,7 +62,10 @@ fn stored_entry(
         // Keep what is stored. A client can never supply a blob, so the value sent
         // must be the mask (or absent).
         (None, Some(true), None | Some(MASK)) => match stored_secret(previous, step, name) {
-            Some(stored) => Ok(stored.clone()),
+            Some((kept_for, _)) if kept_for != function_id => refuse(
+                "the step now calls another function, and a stored secret is kept only for the function it was given to; send the value again with `encrypt: true`",
+            ),
+            Some((_, stored)) => Ok(stored.clone()),
             None => refuse(
                 "`encrypted: true` keeps a stored secret, but none is stored for this step and name; send the value with `encrypt: true`",
             ),
@@ -89,15 +97,24 @@ fn stored_entry(
 }
 
 /// The stored encrypted entry for `step` and `name`, if the previous definition has one.
-fn stored_secret<'a>(previous: Option<&'a Definition>, step: &str, name: &str) -> Option<&'a ParamEntry> {
+/// The secret stored for step `step` under `name`, with the function that step called.
+fn stored_secret<'a>(
+    previous: Option<&'a Definition>,
+    step: &str,
+    name: &str,
+) -> Option<(&'a str, &'a ParamEntry)> {
     previous?
         .steps
         .iter()
         .find_map(|candidate| match candidate {
-            Step::Compute(compute) if compute.id == step => compute.encrypted_params.as_ref()?.get(name),
+            Step::Compute(compute) if compute.id == step => compute
+                .encrypted_params
+                .as_ref()?
+                .get(name)
+                .map(|entry| (compute.function_id.as_str(), entry)),
             _ => None,
         })
-        .filter(|entry| entry.encrypted == Some(true))
+        .filter(|(_, entry)| entry.encrypted == Some(true))
 }
 
 /// The read-back form of a stored definition: every secret is `{ "value": "********",
@@ -210,6 +227,39 @@ mod tests {
         seal_sent(&mut first, None, "o", &keyring).expect("create");
         let mut renamed = definition(json!({ "B": { "value": "********", "encrypted": true } }));
         assert!(seal_sent(&mut renamed, Some(&first), "o", &keyring).is_err());
+    }
+
+    #[test]
+    fn a_stored_secret_is_kept_only_while_the_step_calls_the_same_function() {
+        let keyring = keyring();
+        let mut first = definition(json!({ "A": { "value": "secret-a", "encrypt": true } }));
+        seal_sent(&mut first, None, "o", &keyring).expect("create");
+        let kept = json!({ "A": { "value": "********", "encrypted": true } });
+
+        let mut repointed = definition(kept.clone());
+        let Step::Compute(compute) = &mut repointed.steps[0] else {
+            panic!("compute")
+        };
+        compute.function_id = "digest".into();
+        let error = seal_sent(&mut repointed, Some(&first), "o", &keyring).expect_err("another function");
+        assert!(
+            error
+                .0
+                .starts_with("step `provision`: encryptedParams `A`: the step now calls another function"),
+            "{}",
+            error.0
+        );
+
+        // A new value for the new function is fine; the same function keeps the blob.
+        let mut reentered = definition(json!({ "A": { "value": "secret-a", "encrypt": true } }));
+        let Step::Compute(compute) = &mut reentered.steps[0] else {
+            panic!("compute")
+        };
+        compute.function_id = "digest".into();
+        seal_sent(&mut reentered, Some(&first), "o", &keyring).expect("entered again");
+        let mut same = definition(kept);
+        seal_sent(&mut same, Some(&first), "o", &keyring).expect("the same function");
+        assert_eq!(entry(&same, "A").value, entry(&first, "A").value);
     }
 
     #[test]

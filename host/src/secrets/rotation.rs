@@ -116,6 +116,7 @@ impl Rotation {
                 .into_iter()
                 .any(|(v, n)| v != self.keyring.current_version() && n > 0);
             if !left {
+                report.checkpointed = self.store.checkpoint().await?;
                 return Ok(report);
             }
             if report.params == moved_before && !report.failures.is_empty() {
@@ -184,6 +185,10 @@ pub struct RewrapReport {
     /// Definitions that could not be moved, each with the reason (orchestration,
     /// step and param; never a value). Empty when the old keys can be retired.
     pub failures: Vec<String>,
+    /// Whether the old blobs are gone from every database file too (SQLite's
+    /// write-ahead log emptied); another process reading at that moment can keep
+    /// them there until its next checkpoint.
+    pub checkpointed: bool,
 }
 
 /// Passes over the whole store before giving up on stragglers: an update that read

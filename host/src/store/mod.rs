@@ -275,6 +275,23 @@ impl Store {
     pub async fn flush(&self) {
         dispatch!(self, b => b.flush())
     }
+
+    /// On SQLite, copies the write-ahead log into the database file and empties it,
+    /// so that rows just overwritten leave no older copy in any file (the database
+    /// zeroes what it frees: `secure_delete`). `false` when another connection's open
+    /// read kept some of the log. On PostgreSQL there is no such file to empty: true.
+    pub async fn checkpoint(&self) -> Result<bool> {
+        match self {
+            Store::Sqlite(backend) => {
+                let (busy,): (i64,) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&backend.pool)
+                    .await
+                    .context("checkpointing the SQLite write-ahead log")?;
+                Ok(busy == 0)
+            }
+            Store::Postgres(_) => Ok(true),
+        }
+    }
 }
 
 /// `url` with any password replaced by `***`, for error messages and logs. Covers the

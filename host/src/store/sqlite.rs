@@ -56,7 +56,10 @@ pub(super) async fn connect(url: &str) -> Result<SqliteStore> {
         // single-node default, and it avoids an fsync per commit.
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Freed and overwritten content is zeroed, so an old secret blob (a rewrapped
+        // or deleted definition) leaves no bytes in free pages.
+        .pragma("secure_delete", "ON");
     // SQLite creates the file but not its directory (e.g. a fresh data dir).
     if let Some(dir) = options.get_filename().parent()
         && !dir.as_os_str().is_empty()
