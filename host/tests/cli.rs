@@ -916,43 +916,87 @@ fn exit_status(child: &mut Child, patience: std::time::Duration) -> std::process
     }
 }
 
+/// A server with leases of `lease_ms` whose one run is inside a call held at a gate.
+struct HeldCall {
+    runtime: tokio::runtime::Runtime,
+    gate: gate::Gate,
+    data: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    lease: [(&'static str, &'static str); 1],
+    server: Serve,
+    run: String,
+}
+
+impl HeldCall {
+    fn start(lease_ms: &'static str) -> HeldCall {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let mut gate = runtime.block_on(gate::Gate::start());
+        let data = tempfile::tempdir().expect("tempdir");
+        let logs = tempfile::tempdir().expect("tempdir");
+        let lease = [("TRELLIS_LEASE_MS", lease_ms)];
+        let server = serve_with_env(data.path(), &logs.path().join("first.out"), &lease);
+        let run = run_calling_the_gate(data.path(), &server.url, &gate);
+        assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);
+        HeldCall {
+            runtime,
+            gate,
+            data,
+            logs,
+            lease,
+            server,
+            run,
+        }
+    }
+
+    fn next(&mut self) -> gate::Event {
+        self.runtime.block_on(self.gate.next())
+    }
+
+    /// Starts the server again on the same data, once the first one has exited.
+    fn restart(&self) -> Serve {
+        serve_with_env(
+            self.data.path(),
+            &self.logs.path().join("second.out"),
+            &self.lease,
+        )
+    }
+
+    /// Releases the call and waits for the run to complete.
+    fn finish(&self, server: &Serve) -> Value {
+        self.gate.release();
+        let finished = finished_run(self.data.path(), &server.url, &self.run);
+        assert_eq!(finished["status"], "completed", "{finished}");
+        finished
+    }
+}
+
 /// SIGTERM while a step is in its call: `trellis serve` gives the call its grace
 /// period, stops it, hands the run back and exits cleanly. Its leases are ten minutes
 /// long, so only a run that was handed back is taken up again at once by the next
 /// start, which then finishes it.
 #[test]
 fn sigterm_hands_runs_in_progress_back() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let mut gate = runtime.block_on(gate::Gate::start());
-    let data = tempfile::tempdir().expect("tempdir");
-    let logs = tempfile::tempdir().expect("tempdir");
-    let long_lease = [("TRELLIS_LEASE_MS", "600000")];
-    let mut server = serve_with_env(data.path(), &logs.path().join("first.out"), &long_lease);
-    let run = run_calling_the_gate(data.path(), &server.url, &gate);
-    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);
-
+    let mut held = HeldCall::start("600000");
     let terminated = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &held.server.child.id().to_string()])
         .status()
         .expect("running kill");
     assert!(terminated.success());
     assert_eq!(
-        runtime.block_on(gate.next()),
+        held.next(),
         gate::Event::HungUp,
         "the call is stopped after the grace period"
     );
-    let exited = exit_status(&mut server.child, std::time::Duration::from_secs(60));
+    let exited = exit_status(&mut held.server.child, std::time::Duration::from_secs(60));
     assert!(exited.success(), "serve exits cleanly on SIGTERM: {exited}");
 
-    let server = serve_with_env(data.path(), &logs.path().join("second.out"), &long_lease);
+    let server = held.restart();
     assert_eq!(
-        runtime.block_on(gate.next()),
+        held.next(),
         gate::Event::Arrived,
         "the run handed back is taken up again at once"
     );
-    gate.release();
-    let finished = finished_run(data.path(), &server.url, &run);
-    assert_eq!(finished["status"], "completed", "{finished}");
+    let finished = held.finish(&server);
     assert_eq!(
         finished["steps"][0]["attempts"], 2,
         "the stopped call, then the finished one"
@@ -964,24 +1008,14 @@ fn sigterm_hands_runs_in_progress_back() {
 /// the lease expires and calls the step again, as its second attempt.
 #[test]
 fn after_a_crash_on_sqlite_the_next_start_takes_the_run_over() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let mut gate = runtime.block_on(gate::Gate::start());
-    let data = tempfile::tempdir().expect("tempdir");
-    let logs = tempfile::tempdir().expect("tempdir");
-    let short_lease = [("TRELLIS_LEASE_MS", "2000")];
-    let mut server = serve_with_env(data.path(), &logs.path().join("first.out"), &short_lease);
-    let run = run_calling_the_gate(data.path(), &server.url, &gate);
-    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived);
+    let mut held = HeldCall::start("2000");
+    held.server.child.kill().expect("SIGKILL");
+    held.server.child.wait().expect("waiting for serve");
+    assert_eq!(held.next(), gate::Event::HungUp);
 
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("waiting for serve");
-    assert_eq!(runtime.block_on(gate.next()), gate::Event::HungUp);
-
-    let server = serve_with_env(data.path(), &logs.path().join("second.out"), &short_lease);
-    assert_eq!(runtime.block_on(gate.next()), gate::Event::Arrived, "taken over");
-    gate.release();
-    let finished = finished_run(data.path(), &server.url, &run);
-    assert_eq!(finished["status"], "completed", "{finished}");
+    let server = held.restart();
+    assert_eq!(held.next(), gate::Event::Arrived, "taken over");
+    let finished = held.finish(&server);
     assert_eq!(
         finished["steps"][0]["attempts"], 2,
         "the lost call, then the finished one"

@@ -753,7 +753,7 @@ async fn caps_stop_loops_and_oversized_outputs(backend: Backend) {
     );
 
     // Template fan-out: a thousand params, each the whole (almost 1 MiB) input. The
-    // step's budget stops it at the third copy; the node keeps serving.
+    // step's budget stops it at the fourth copy; the node keeps serving.
     let params: serde_json::Map<String, Value> = (0..1000)
         .map(|n| (format!("p{n:04}"), json!("{{ input }}")))
         .collect();
@@ -770,8 +770,8 @@ async fn caps_stop_loops_and_oversized_outputs(backend: Backend) {
         error["message"]
             .as_str()
             .unwrap()
-            .contains("reached at param `p0002`"),
-        "two copies fit in the budget, the third does not: {error}"
+            .contains("reached at param `p0003`"),
+        "three copies fit in the budget, the fourth does not: {error}"
     );
     let echoed = server
         .client

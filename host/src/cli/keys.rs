@@ -49,8 +49,9 @@ impl KeysCommand {
                 print_status(&rotation).await?;
                 if report.failures.is_empty() && !report.checkpointed {
                     eprintln!(
-                        "warning: another process was reading the database, so copies of the old blobs may stay in \
-                         its write-ahead log until the next checkpoint; run rewrap again when the server is idle"
+                        "warning: another process was using the database, so copies of the old blobs may stay in its \
+                         write-ahead log until the log is emptied; run rewrap again while the servers are idle, or \
+                         stop them"
                     );
                 }
                 if !report.failures.is_empty() {

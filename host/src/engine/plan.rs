@@ -585,6 +585,13 @@ mod tests {
         claimed(run, Vec::new(), OWNER, now)
     }
 
+    /// A run with no input, started at 0 and claimed: its first step is being called.
+    fn calling_first(definition: &Definition) -> RunState {
+        let mut state = started(json!({}), at(0));
+        planner(definition).resume(&mut state, at(0)).unwrap();
+        state
+    }
+
     /// Commits `state` as the worker does, and has `owner` claim the run again at `now`.
     fn reclaim_by(state: &mut RunState, owner: &str, now: DateTime<Utc>) -> RunState {
         state.take_transition();
@@ -740,8 +747,7 @@ mod tests {
     #[test]
     fn a_success_and_the_start_of_the_next_step_are_committed_together() {
         let definition = two_functions();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         state.take_transition();
 
         let next = planner(&definition)
@@ -806,8 +812,7 @@ mod tests {
                 { "type": "compute", "functionId": "publish" },
             ],
         }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(&mut state, "build", succeeded(json!({})), at(10))
@@ -842,8 +847,7 @@ mod tests {
     #[test]
     fn a_decision_routes_on_the_output_just_produced_and_records_the_case_it_matched() {
         let definition = review();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(
@@ -878,8 +882,7 @@ mod tests {
     #[test]
     fn a_decision_without_a_matching_case_takes_its_default() {
         let definition = review();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(
@@ -992,8 +995,7 @@ mod tests {
     #[test]
     fn a_delay_claimed_when_it_ends_succeeds_and_the_run_goes_on() {
         let definition = cool_down();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         let mut state = reclaim(&mut state, at(60_000));
 
         let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
@@ -1010,8 +1012,7 @@ mod tests {
     #[test]
     fn a_delay_claimed_before_it_ends_waits_again_for_its_end() {
         let definition = cool_down();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         // Claimed early, e.g. by a node whose clock runs ahead.
         state.run.due_at = Some(at(30_000));
         let mut state = reclaim(&mut state, at(30_000));
@@ -1091,8 +1092,7 @@ mod tests {
     #[test]
     fn an_approved_step_lets_the_run_go_on_to_the_next_step() {
         let definition = release(json!({ "timeoutMs": 3_600_000 }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         decide(&mut state, &definition, "sign-off", true, at(5_000));
         let mut state = reclaim(&mut state, at(5_000));
 
@@ -1159,8 +1159,7 @@ mod tests {
                 { "type": "compute", "functionId": "notify" },
             ],
         }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         decide(&mut state, &definition, "sign-off", false, at(5_000));
         assert_eq!(
             state.run.status,
@@ -1179,8 +1178,7 @@ mod tests {
     #[test]
     fn an_approval_that_times_out_is_rejected_and_fails_the_run_by_default() {
         let definition = release(json!({ "timeoutMs": 3_600_000 }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         let mut state = reclaim(&mut state, at(3_600_000));
 
         let next = planner(&definition).resume(&mut state, at(3_600_000)).unwrap();
@@ -1217,8 +1215,7 @@ mod tests {
     #[test]
     fn an_approval_that_times_out_with_on_timeout_approve_goes_on_as_approved() {
         let definition = release(json!({ "timeoutMs": 60_000, "onTimeout": "approve" }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         let mut state = reclaim(&mut state, at(60_000));
 
         let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
@@ -1237,8 +1234,7 @@ mod tests {
     #[test]
     fn a_timeout_rejection_with_on_reject_continue_goes_on_as_rejected() {
         let definition = release(json!({ "timeoutMs": 60_000, "onReject": "continue" }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         let mut state = reclaim(&mut state, at(60_000));
 
         let next = planner(&definition).resume(&mut state, at(60_000)).unwrap();
@@ -1367,8 +1363,7 @@ mod tests {
     #[test]
     fn a_failure_that_is_not_retryable_fails_the_run_at_once_despite_retries_left() {
         let definition = retried(json!({ "maxAttempts": 3, "backoffMs": 1_000 }));
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(
@@ -1396,8 +1391,7 @@ mod tests {
     #[test]
     fn a_retryable_failure_of_a_step_without_retry_fails_the_run() {
         let definition = two_functions();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(
@@ -1443,8 +1437,7 @@ mod tests {
     #[test]
     fn an_overloaded_node_gives_the_attempt_back_and_the_step_is_tried_again_shortly() {
         let definition = two_functions();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
 
         let next = planner(&definition)
             .compute_finished(&mut state, "build", ComputeResult::Overloaded, at(5))
@@ -1485,8 +1478,7 @@ mod tests {
     #[test]
     fn a_call_lost_with_its_worker_is_made_again_by_the_worker_that_takes_the_run_over() {
         let definition = two_functions();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         // The worker dies during the call; the run falls due when its lease expires.
         let expired = due(&state);
         let mut state = reclaim_by(&mut state, "node-b#1", expired);
@@ -1561,8 +1553,7 @@ mod tests {
     #[test]
     fn a_state_the_engine_cannot_resume_is_an_error_not_a_guess() {
         let definition = two_functions();
-        let mut state = started(json!({}), at(0));
-        planner(&definition).resume(&mut state, at(0)).unwrap();
+        let mut state = calling_first(&definition);
         let mut record = state.record("build").unwrap().clone();
         record.status = StepStatus::Cancelled;
         state.remember(record).unwrap();

@@ -15,20 +15,21 @@
 //! - `\{{` is a literal `{{` (the backslash is dropped), so params can carry text in
 //!   other template languages: `"\{{ name }}"` resolves to `"{{ name }}"`. A backslash
 //!   anywhere else is kept; there is no way to write a backslash right before a template.
-//! - All of one step's resolved params together may be at most
+//! - All of one step's resolved param values together may be at most
 //!   [`MAX_STEP_PARAMS_BYTES`] as compact JSON, counted while they are built.
 
 use super::context::RunContext;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
-/// The most all of one step's resolved params may add up to, as compact JSON text. A
-/// template can copy the whole run input or a step output (each capped at 1 MiB by
-/// the engine) and can repeat it, in one param or in many (a 1 MiB definition holds
-/// tens of thousands of `"{{ input }}"` params): without one budget per step a step
-/// could make a node hold gigabytes. 2 MiB lets one whole input and one whole output
-/// through once, the largest use that makes sense.
-pub const MAX_STEP_PARAMS_BYTES: usize = 2 << 20;
+/// The most all of one step's resolved params may add up to, as compact JSON text
+/// (their values; the top-level names are not counted). A template can copy the whole
+/// run input or a step output (each capped at 1 MiB by the engine) and can repeat it,
+/// in one param or in many (a 1 MiB definition holds tens of thousands of
+/// `"{{ input }}"` params): without one budget per step a step could make a node hold
+/// gigabytes. 3 MiB lets the whole input and one whole output through once, with a
+/// definition's worth (1 MiB) of literal text around them.
+pub const MAX_STEP_PARAMS_BYTES: usize = 3 << 20;
 
 /// Why params could not be resolved. Messages name the param and path, never a value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -483,15 +484,15 @@ mod tests {
 
     #[test]
     fn one_budget_covers_every_param_of_the_step() {
-        let f = Fixture::new(json!({ "chunk": "y".repeat(600 * 1024) }));
-        // Four copies of 600 KiB interpolated into one string exceed 2 MiB.
+        let f = Fixture::new(json!({ "chunk": "y".repeat(900 * 1024) }));
+        // Four copies of 900 KiB interpolated into one string exceed 3 MiB.
         let err = resolve_with(
             &f,
             json!({ "big": "{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}-{{ input.chunk }}" }),
         )
         .unwrap_err();
         assert_eq!(err, TemplateError::TooLarge { param: "big".into() });
-        assert!(err.to_string().contains("2097152"), "{err}");
+        assert!(err.to_string().contains("3145728"), "{err}");
 
         // So do the same four copies as separate params: the budget is the step's,
         // and it runs out at the fourth.
@@ -502,7 +503,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err, TemplateError::TooLarge { param: "d".into() });
 
-        // Three fit, in params or in one array.
+        // Three fit as params; four in one array do not.
         let three = json!({ "a": "{{ input.chunk }}", "b": "{{ input.chunk }}", "c": "{{ input.chunk }}" });
         assert_eq!(
             resolve_with(&f, three).unwrap().as_object().map(Map::len),
@@ -527,7 +528,7 @@ mod tests {
         assert_eq!(
             err,
             TemplateError::TooLarge {
-                param: "p0001".into()
+                param: "p0002".into()
             }
         );
     }

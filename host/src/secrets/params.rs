@@ -96,8 +96,8 @@ fn stored_entry(
     }
 }
 
-/// The stored encrypted entry for `step` and `name`, if the previous definition has one.
-/// The secret stored for step `step` under `name`, with the function that step called.
+/// The secret stored for step `step` under `name`, if the previous definition has one,
+/// with the function that step called.
 fn stored_secret<'a>(
     previous: Option<&'a Definition>,
     step: &str,

@@ -33,9 +33,14 @@ pub use sqlite::{Sqlite, SqliteStore};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use std::time::Duration;
 
 /// A stored function without its bytes (which can be megabytes), as the API shows it.
 pub use trellis_types::{Function as FunctionRecord, FunctionSettings};
+
+/// How long [`Store::checkpoint`] waits for other connections: short, since every
+/// writer of the server waits behind it meanwhile.
+const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(250);
 
 /// What [`Store::put_function`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,8 +127,20 @@ impl Store {
     /// `postgres://…` / `postgresql://…`. Errors name the backend and never contain
     /// the password from the URL.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::open(url, false).await
+    }
+
+    /// A store whose SQLite connections zero what they free or overwrite
+    /// (`secure_delete`), for rewrap, which replaces secrets under a retired key: no
+    /// page keeps the old bytes. The server does not use it, since zeroing makes every
+    /// large write (an upload, a step's logs) also overwrite what it frees.
+    pub async fn connect_erasing(url: &str) -> Result<Store> {
+        Self::open(url, true).await
+    }
+
+    async fn open(url: &str, erase_freed: bool) -> Result<Store> {
         if url.starts_with("sqlite:") {
-            let store = sqlite::connect(url)
+            let store = sqlite::connect(url, erase_freed)
                 .await
                 .with_context(|| format!("opening SQLite database {}", redact_url(url)))?;
             Ok(Store::Sqlite(store))
@@ -277,20 +294,25 @@ impl Store {
     }
 
     /// On SQLite, copies the write-ahead log into the database file and empties it,
-    /// so that rows just overwritten leave no older copy in any file (the database
-    /// zeroes what it frees: `secure_delete`). `false` when another connection's open
-    /// read kept some of the log. On PostgreSQL there is no such file to empty: true.
+    /// so that rows just overwritten leave no older copy in any file. `false` when
+    /// another connection's read or write kept it from emptying the log. It waits for
+    /// them at most [`CHECKPOINT_PATIENCE`]: while it waits, every writer waits too.
+    /// On PostgreSQL there is no such file to empty: true.
     pub async fn checkpoint(&self) -> Result<bool> {
-        match self {
-            Store::Sqlite(backend) => {
-                let (busy,): (i64,) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .fetch_one(&backend.pool)
-                    .await
-                    .context("checkpointing the SQLite write-ahead log")?;
-                Ok(busy == 0)
-            }
-            Store::Postgres(_) => Ok(true),
-        }
+        let Store::Sqlite(backend) = self else {
+            return Ok(true);
+        };
+        let mut connection = backend.pool.acquire().await.context("checkpointing")?;
+        let patience = format!("PRAGMA busy_timeout = {}", CHECKPOINT_PATIENCE.as_millis());
+        sqlx::query(&patience).execute(&mut *connection).await?;
+        let checkpoint = sqlx::query_as::<_, (i64,)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *connection)
+            .await
+            .context("checkpointing the SQLite write-ahead log");
+        // The connection goes back to the pool with the usual patience.
+        let usual = format!("PRAGMA busy_timeout = {}", sqlite::BUSY_TIMEOUT.as_millis());
+        sqlx::query(&usual).execute(&mut *connection).await?;
+        Ok(checkpoint?.0 == 0)
     }
 }
 

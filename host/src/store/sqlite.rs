@@ -33,7 +33,7 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a writer waits for another writer's lock before failing with
 /// `SQLITE_BUSY`. Write transactions here are a few statements long, so 5 s only runs
 /// out if something holds the lock abnormally long.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
 pub struct Sqlite {
@@ -45,7 +45,8 @@ pub struct Sqlite {
     writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-pub(super) async fn connect(url: &str) -> Result<SqliteStore> {
+/// `erase_freed`: each connection zeroes what it frees (`secure_delete`).
+pub(super) async fn connect(url: &str, erase_freed: bool) -> Result<SqliteStore> {
     let options = SqliteConnectOptions::from_str(url)
         .context("parsing the URL")?
         .create_if_missing(true)
@@ -57,9 +58,7 @@ pub(super) async fn connect(url: &str) -> Result<SqliteStore> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
-        // Freed and overwritten content is zeroed, so an old secret blob (a rewrapped
-        // or deleted definition) leaves no bytes in free pages.
-        .pragma("secure_delete", "ON");
+        .pragma("secure_delete", if erase_freed { "ON" } else { "OFF" });
     // SQLite creates the file but not its directory (e.g. a fresh data dir).
     if let Some(dir) = options.get_filename().parent()
         && !dir.as_os_str().is_empty()

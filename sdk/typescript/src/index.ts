@@ -220,7 +220,7 @@ interface Page<T> {
  * - Every read (create and update responses, get, list, runs) shows it masked as
  *   `{ value: "********", encrypted: true }`: the value never comes back.
  * - On update, send that masked entry back unchanged to keep the stored secret (for
- *   the same step id and name); omit the entry to remove the secret; send
+ *   the same step id, name and functionId); omit the entry to remove the secret; send
  *   `{ value, encrypt: true }` again to replace it. `{ value: "********", encrypt: true }`
  *   is refused (400): the mask is never a secret.
  * - `{ value }` without `encrypt` (or `encrypt: false`) is a plain, unencrypted param.
@@ -299,7 +299,8 @@ export class TrellisClient {
    *
    * For each `encryptedParams` entry of a compute step:
    * - the masked entry as read back, `{ value: "********", encrypted: true }`, keeps
-   *   the stored secret of the same step id and name;
+   *   the stored secret of the same step id and name while the step calls the same
+   *   function (a step pointed elsewhere needs its secrets entered again);
    * - `{ value, encrypt: true }` stores a new secret;
    * - an entry left out is removed.
    *
