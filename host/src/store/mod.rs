@@ -130,10 +130,11 @@ impl Store {
         Self::open(url, false).await
     }
 
-    /// A store whose SQLite connections zero what they free or overwrite
-    /// (`secure_delete`), for rewrap, which replaces secrets under a retired key: no
-    /// page keeps the old bytes. The server does not use it, since zeroing makes every
-    /// large write (an upload, a step's logs) also overwrite what it frees.
+    /// A store whose SQLite connections zero the content they free (`secure_delete`),
+    /// for rewrap, which replaces secrets under a retired key: a row that shrinks or
+    /// moves leaves no old bytes in free space. The server does not use it, since
+    /// zeroing makes every large write (an upload, a step's logs) also overwrite what
+    /// it frees.
     pub async fn connect_erasing(url: &str) -> Result<Store> {
         Self::open(url, true).await
     }
